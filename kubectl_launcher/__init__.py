@@ -1,0 +1,1 @@
+"""kubectl-launcher: NVFlare jobs as Kubernetes pods, driven by the kubectl binary."""
