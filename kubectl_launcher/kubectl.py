@@ -1,0 +1,648 @@
+"""The kubectl seam: the only code that starts kubectl; classifies its failures and retries transient ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sh
+
+from . import errors
+from .journal import Journal, Redactor, clean_excerpt
+
+#: Oldest kubectl client we support, and why. 1.29 is the first release that can run exec/cp over
+#: WebSocket (opt-in through KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true, which we always set; default
+#: from 1.30), the transport the API double and current servers speak. 1.27/1.28 only speak SPDY
+#: for exec/cp and need --validate=false to apply against servers without protobuf OpenAPI.
+MIN_KUBECTL_VERSION = (1, 29)
+
+DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+DEFAULT_MAX_STDERR = 256 * 1024
+_BACKOFF_FIRST = 0.5
+_BACKOFF_CAP = 8.0
+
+_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ ")
+# Environment variables the child inherits from ours when set: where in-cluster credentials are
+# found, and the proxy a site may need to reach its API server.
+_PASS_THROUGH_ENV = (
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]  # the full argv that ran, binary and global flags included
+    returncode: int | None  # None: killed by our deadline
+    stdout: str = ""  # capped; "" when stdout went to a file
+    stderr: str = ""  # capped: head and tail are kept
+    duration: float = 0.0  # seconds
+    started_at: float = 0.0  # epoch seconds
+    timed_out: bool = False  # our deadline killed it
+    stdout_truncated: bool = False  # more than the cap was printed; kubectl was stopped
+
+
+@dataclass(frozen=True)
+class StdinRecord:
+    """What the journal writes instead of stdin that carries a Secret (the journal adds a digest)."""
+
+    description: str
+    rebuild_argv: tuple[str, ...] | None = None
+
+
+class Runner(Protocol):
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None,
+        env: Mapping[str, str],
+        timeout: float,
+        stdout_path: str | None,
+    ) -> CommandResult: ...
+
+
+class _CappedStdout:
+    """sh output callback that keeps at most `limit` bytes and stops the process beyond that."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+
+    def __call__(self, chunk: str | bytes, stdin: Any, process_ref: Any) -> bool:
+        data = chunk.encode() if isinstance(chunk, str) else chunk
+        if self.size + len(data) > self.limit:
+            self.overflow = True
+            process = process_ref() if isinstance(process_ref, weakref.ref) else process_ref
+            if process is not None:
+                try:
+                    process.kill()
+                except ProcessLookupError:
+                    pass
+            return True  # no more chunks
+        self.chunks.append(data)
+        self.size += len(data)
+        return False
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+class _HeadTailStderr:
+    """sh output callback keeping the first and last `limit // 2` bytes: the cause and the verdict."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = max(limit // 2, 1)
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.dropped = 0
+
+    def __call__(self, chunk: str | bytes) -> bool:
+        data = chunk.encode() if isinstance(chunk, str) else chunk
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail.append(data)
+            self.tail_size += len(data)
+            while self.tail_size - len(self.tail[0]) >= self.half:
+                self.dropped += len(self.tail[0])
+                self.tail_size -= len(self.tail.popleft())
+        return False
+
+    def text(self) -> str:
+        head = bytes(self.head).decode("utf-8", "replace")
+        tail = b"".join(self.tail).decode("utf-8", "replace")
+        if self.dropped:
+            return f"{head}\n[... {self.dropped} bytes of stderr dropped ...]\n{tail}"
+        return head + tail
+
+
+class ShRunner:
+    """Starts the process through `sh`: explicit env, no tty, our own deadline, capped output."""
+
+    def __init__(self, *, max_stdout: int = DEFAULT_MAX_OUTPUT, max_stderr: int = DEFAULT_MAX_STDERR) -> None:
+        self.max_stdout = max_stdout
+        self.max_stderr = max_stderr
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None,
+        env: Mapping[str, str],
+        timeout: float,
+        stdout_path: str | None,
+    ) -> CommandResult:
+        try:
+            command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
+        except sh.CommandNotFound as exc:
+            raise errors.ConfigError(
+                f"kubectl binary {argv[0]!r} not found or not executable; install kubectl "
+                f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]} or newer, or pass its path as kubectl=..."
+            ) from exc
+        capped = _CappedStdout(self.max_stdout)
+        stderr_sink = _HeadTailStderr(self.max_stderr)
+        out_file = open(stdout_path, "wb") if stdout_path else None
+        started_at = time.time()
+        t0 = time.monotonic()
+        returncode: int | None
+        timed_out = False
+        try:
+            running = command(
+                *argv[1:],
+                _in=stdin,
+                _out=out_file if out_file is not None else capped,
+                _err=stderr_sink,
+                _env=dict(env),
+                _tty_in=False,
+                _tty_out=False,
+                _timeout=timeout,
+                _ok_code=list(range(256)),
+                _bg_exc=False,
+                _return_cmd=True,
+            )
+            returncode = running.exit_code
+        except sh.TimeoutException:
+            returncode, timed_out = None, True
+        except sh.ErrorReturnCode as exc:  # killed by a signal (e.g. our output cap)
+            returncode = exc.exit_code
+        finally:
+            if out_file is not None:
+                out_file.close()
+        return CommandResult(
+            argv=tuple(argv),
+            returncode=returncode,
+            stdout="" if out_file is not None else capped.text(),
+            stderr=stderr_sink.text(),
+            duration=time.monotonic() - t0,
+            started_at=started_at,
+            timed_out=timed_out,
+            stdout_truncated=capped.overflow,
+        )
+
+
+# --- classification ------------------------------------------------------------------------------
+
+_TRANSIENT_REASONS = frozenset({"ServiceUnavailable", "InternalError", "Timeout", "ServerTimeout", "TooManyRequests"})
+_REASON_CLASSES: dict[str, type[errors.KubectlError]] = {
+    "NotFound": errors.KubectlNotFound,
+    "AlreadyExists": errors.KubectlAlreadyExists,
+    "Conflict": errors.KubectlConflict,
+    "Forbidden": errors.KubectlForbidden,
+    "Unauthorized": errors.KubectlUnauthorized,
+    "Invalid": errors.KubectlInvalid,
+}
+# Substrings that mean "try again later" whatever the wrapper (Argo's and Garden's lists, trimmed).
+_TRANSIENT_TEXT = (
+    "connection refused",
+    "connection reset by peer",
+    "i/o timeout",
+    "TLS handshake timeout",
+    "http2: client connection lost",
+    "etcdserver: leader changed",
+    "etcdserver: request timed out",
+    "etcdserver: too many requests",
+    "resource quota evaluation timed out",
+    "Operation cannot be fulfilled on resourcequota",
+    "exceeded quota",
+    "context deadline exceeded",
+    "Client.Timeout exceeded",
+    "unexpected EOF",
+)
+_PERMANENT_CONNECT_TEXT = ("x509", "no such host", "certificate")
+
+_REMOTE_EXIT = re.compile(r"^command terminated with exit code (\d+)")
+_SERVER_REASON = re.compile(r"^Error from server \((\w+)\): ")
+_SERVER_NO_REASON = re.compile(r"^Error from server: ")
+_UNAUTHORIZED = re.compile(r"^error: You must be logged in to the server")
+_INVALID = re.compile(r'^The \S+ "[^"]*" is invalid')
+_REFUSED = re.compile(r"^The connection to the server (\S+) was refused")
+_UNABLE = re.compile(r"^Unable to connect to the server: ")
+_CONFIG = re.compile(r"^(Error in configuration: |error: stat |error: current-context)")
+_GENERIC = re.compile(r"^error: ")
+_HEADERS = (_REMOTE_EXIT, _SERVER_REASON, _SERVER_NO_REASON, _UNAUTHORIZED, _INVALID, _REFUSED, _UNABLE, _CONFIG)
+
+
+@dataclass(frozen=True)
+class Classification:
+    error_class: type[errors.KubectlError]
+    reason: str
+    message: str  # kubectl's own words, cleaned and capped
+    returncode: int | None = None  # the remote exit code, for `command terminated with exit code N`
+
+
+def message_lines(stderr: str) -> list[str]:
+    """stderr without klog lines and blank lines."""
+    return [line for line in stderr.splitlines() if line.strip() and not _KLOG.match(line)]
+
+
+def _kubectl_words(lines: list[str]) -> tuple[str, str]:
+    """(the line that says what went wrong, the message from there to the end)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if any(p.match(lines[i]) for p in _HEADERS):
+            break
+    else:
+        for i in range(len(lines) - 1, -1, -1):
+            if _GENERIC.match(lines[i]):
+                break
+        else:
+            i = len(lines) - 1
+    header = lines[i] if lines else ""
+    rest = lines[i:]
+    if header.rstrip().endswith("error when applying patch:") and len(rest) > 2:
+        # Client-side apply echoes the whole patch (Secret data included); keep only the verdict.
+        rest = [header, rest[-1]]
+    return header, clean_excerpt("\n".join(rest))
+
+
+def classify(stderr: str, returncode: int | None, *, timed_out: bool = False) -> Classification:
+    """Map a failed command to an error class from kubectl's last words on stderr."""
+    lines = message_lines(stderr)
+    header, message = _kubectl_words(lines)
+    if timed_out or returncode is None:
+        return Classification(errors.KubectlTimeout, "DeadlineExceeded", message)
+    transient_text = any(t.lower() in message.lower() for t in _TRANSIENT_TEXT)
+    if m := _REMOTE_EXIT.match(header):
+        return Classification(errors.RemoteCommandError, "RemoteCommandFailed", message, int(m.group(1)))
+    if m := _SERVER_REASON.match(header):
+        reason = m.group(1)
+        if reason in _TRANSIENT_REASONS or (reason == "Forbidden" and "exceeded quota" in message):
+            return Classification(errors.KubectlUnavailable, reason, message)
+        return Classification(_REASON_CLASSES.get(reason, errors.KubectlRejected), reason, message)
+    if _SERVER_NO_REASON.match(header):
+        cls = errors.KubectlUnavailable if transient_text else errors.KubectlRejected
+        return Classification(cls, "ServerError", message)
+    if _UNAUTHORIZED.match(header):
+        return Classification(errors.KubectlUnauthorized, "Unauthorized", message)
+    if _INVALID.match(header):
+        return Classification(errors.KubectlInvalid, "Invalid", message)
+    if _REFUSED.match(header):
+        return Classification(errors.KubectlUnavailable, "ConnectionRefused", message)
+    if _UNABLE.match(header):
+        if any(t in message for t in _PERMANENT_CONNECT_TEXT):
+            return Classification(errors.KubectlError, "CannotConnect", message)
+        return Classification(errors.KubectlUnavailable, "CannotConnect", message)
+    if _CONFIG.match(header):
+        return Classification(errors.KubectlError, "Configuration", message)
+    if transient_text:
+        return Classification(errors.KubectlUnavailable, "Transient", message)
+    return Classification(errors.KubectlError, "Unknown", message)
+
+
+# --- the seam ------------------------------------------------------------------------------------
+
+
+class _CacheDir:
+    """A private discovery cache, removed when the last Kubectl sharing it is gone."""
+
+    def __init__(self, path: str | None) -> None:
+        self._given = path
+        self._path: str | None = path
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        with self._lock:
+            if self._path is None:
+                self._path = tempfile.mkdtemp(prefix="kubectl-launcher-cache-")
+                weakref.finalize(self, shutil.rmtree, self._path, True)
+            return self._path
+
+
+@dataclass
+class _Shared:
+    redactor: Redactor = field(default_factory=Redactor)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+class Kubectl:
+    """Runs kubectl commands with our global flags, environment, deadline, journal and retry policy.
+
+    This is the object NVFlare's K8s launcher API calls `api_instance`.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str = "default",
+        kubectl: str = "kubectl",
+        *,
+        request_timeout: float = 30.0,
+        command_timeout: float = 60.0,
+        cache_dir: str | None = None,
+        retries: int = 3,
+        journal: Journal | None = None,
+        runner: Runner | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        extra_env: Mapping[str, str] | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> None:
+        if retries < 0:
+            raise errors.ConfigError(f"retries must be 0 or more, got {retries}")
+        if command_timeout <= 0 or request_timeout < 0:
+            raise errors.ConfigError("command_timeout must be positive and request_timeout not negative")
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.namespace = namespace
+        self.kubectl = kubectl
+        self.request_timeout = request_timeout
+        self.command_timeout = command_timeout
+        self.retries = retries
+        self.max_output = max_output
+        self.journals: tuple[Journal, ...] = (journal,) if journal is not None else ()
+        self.runner: Runner = runner or ShRunner(max_stdout=max_output)
+        self.sleep = sleep
+        self.extra_env = dict(extra_env or {})
+        self._cache = _CacheDir(cache_dir)
+        self._shared = _Shared()
+
+    # -- configuration --
+
+    @property
+    def cache_dir(self) -> str:
+        return self._cache.path
+
+    def redact(self, value: str) -> None:
+        """Register a secret: it never appears in a journal or an error message."""
+        self._shared.redactor.add(value)
+
+    def for_job(self, journal: Journal) -> Kubectl:
+        """A copy whose commands go to this Kubectl's journals and to `journal` (one job's)."""
+        clone = object.__new__(Kubectl)
+        clone.__dict__.update(self.__dict__)
+        clone.journals = (*self.journals, journal)
+        return clone
+
+    def env(self) -> dict[str, str]:
+        """The child's complete environment (sh replaces, never merges)."""
+        env = {
+            "KUBERC": "off",
+            "KUBECTL_KUBERC": "false",
+            "LC_ALL": "C",
+            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true",
+            "KUBECACHEDIR": self.cache_dir,
+        }
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = self.kubeconfig
+        elif os.environ.get("KUBECONFIG"):
+            env["KUBECONFIG"] = os.environ["KUBECONFIG"]
+        for name in _PASS_THROUGH_ENV:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.update(self.extra_env)
+        env["HOME"] = os.environ.get("HOME", "/")
+        env["PATH"] = os.environ.get("PATH", os.defpath)
+        return env
+
+    def argv(self, args: Sequence[str]) -> tuple[str, ...]:
+        """The full argv for a kubectl sub-command: binary, global flags, then `args`."""
+        argv = [self.kubectl]
+        if self.kubeconfig is not None:
+            argv += ["--kubeconfig", self.kubeconfig]
+        if self.context is not None:
+            argv += ["--context", self.context]
+        argv += ["--namespace", self.namespace, "--request-timeout", _seconds(self.request_timeout)]
+        return (*argv, *args)
+
+    def describe(self, argv: Sequence[str]) -> str:
+        """argv as a redacted, shell-quoted string for messages."""
+        return shlex.join(self._shared.redactor.argv(argv))
+
+    # -- running --
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | str | None = None,
+        stdin_record: StdinRecord | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        check: bool = True,
+        stdout_path: str | None = None,
+    ) -> CommandResult:
+        """Run `kubectl <global flags> <args>`; with check=True a failure raises a typed KubectlError.
+
+        idempotent=True retries transient failures (up to `retries` more attempts, exponential
+        backoff). Every attempt is journaled. stdout is not to be trusted when returncode != 0.
+        """
+        argv = self.argv(args)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        env = self.env()
+        deadline = timeout if timeout is not None else self.command_timeout
+        attempts = 1 + (self.retries if idempotent else 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            result = self.runner(argv, stdin=data, env=env, timeout=deadline, stdout_path=stdout_path)
+            self._record(result, data, stdin_record, env, attempt)
+            if result.stdout_truncated and check:
+                raise errors.ProtocolError(
+                    f"kubectl printed more than {self.max_output} bytes and was stopped; "
+                    f"command: {self.describe(result.argv)}"
+                )
+            if result.returncode == 0 and not result.timed_out:
+                return result
+            found = classify(result.stderr, result.returncode, timed_out=result.timed_out)
+            if found.error_class.transient and attempt < attempts:
+                self.sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1)))
+                continue
+            if not check:
+                return result
+            raise self._error(result, found, attempt, deadline)
+
+    def _record(
+        self,
+        result: CommandResult,
+        stdin: bytes | None,
+        stdin_record: StdinRecord | None,
+        env: Mapping[str, str],
+        attempt: int,
+    ) -> None:
+        shown_env = {k: v for k, v in env.items() if k not in ("HOME", "PATH")}
+        for journal in self.journals:
+            journal.record(
+                result,
+                stdin=stdin,
+                stdin_record=stdin_record,
+                env=shown_env,
+                attempt=attempt,
+                redactor=self._shared.redactor,
+            )
+
+    def _error(
+        self, result: CommandResult, found: Classification, attempts: int, deadline: float
+    ) -> errors.KubectlError:
+        redactor = self._shared.redactor
+        command = self.describe(result.argv)
+        words = redactor.text(found.message) or "(no message on stderr)"
+        if found.error_class is errors.KubectlTimeout:
+            summary = f"kubectl did not finish within {deadline:g}s and was killed"
+            if found.message:
+                summary += f"; its last words: {words}"
+        else:
+            summary = f"kubectl failed: {words}"
+        tried = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        rc = "killed" if result.returncode is None else f"exit code {result.returncode}"
+        message = f"{summary} [{rc}, {tried}; command: {command}]"
+        returncode = found.returncode if found.returncode is not None else result.returncode
+        return found.error_class(
+            message,
+            argv=redactor.argv(result.argv),
+            returncode=returncode,
+            stderr=words,
+            reason=found.reason,
+            attempts=attempts,
+        )
+
+    def get_json(self, args: Sequence[str], *, expect_kind: str | None = None) -> dict[str, Any] | None:
+        """run() + parse stdout as JSON; empty stdout (e.g. --ignore-not-found) gives None."""
+        result = self.run(args, idempotent=True)
+        command = self.describe(result.argv)
+        if result.stdout_truncated or len(result.stdout) > self.max_output:
+            raise errors.ProtocolError(f"kubectl printed more than {self.max_output} bytes; command: {command}")
+        if not result.stdout.strip():
+            return None
+        try:
+            document = json.loads(result.stdout)
+        except ValueError as exc:
+            raise errors.ProtocolError(
+                f"kubectl printed {len(result.stdout)} bytes that are not JSON ({exc}); command: {command}"
+            ) from None
+        if not isinstance(document, dict):
+            raise errors.ProtocolError(f"kubectl printed JSON that is not an object; command: {command}")
+        if expect_kind is not None and document.get("kind") != expect_kind:
+            raise errors.ProtocolError(
+                f"kubectl printed a {document.get('kind')!r} where a {expect_kind!r} was expected; command: {command}"
+            )
+        return document
+
+    # -- preflight --
+
+    def check_setup(self) -> None:
+        """Raise ConfigError naming the problem and the fix, before a bad set-up looks like an outage."""
+        binary = self.kubectl if os.sep in self.kubectl else shutil.which(self.kubectl, path=self.env()["PATH"])
+        if binary is None or not os.path.isfile(binary) or not os.access(binary, os.X_OK):
+            raise errors.ConfigError(
+                f"kubectl binary {self.kubectl!r} not found or not executable; install kubectl "
+                f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]}+ on PATH or pass kubectl=<path>"
+            )
+        self._check_kubeconfig()
+        self._check_version()
+        self._check_context()
+
+    def _check_kubeconfig(self) -> None:
+        if self.kubeconfig is not None:
+            paths = [self.kubeconfig]
+            origin = "kubeconfig"
+        elif os.environ.get("KUBECONFIG"):
+            paths = [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
+            origin = "KUBECONFIG"
+        else:
+            default = os.path.join(os.environ.get("HOME", "/"), ".kube", "config")
+            if os.path.exists(default) or os.environ.get("KUBERNETES_SERVICE_HOST"):
+                paths = [default] if os.path.exists(default) else []
+                origin = "default kubeconfig"
+            else:
+                raise errors.ConfigError(
+                    "no Kubernetes configuration at all: no kubeconfig given, KUBECONFIG unset, no "
+                    f"{default} and not running in a cluster; pass kubeconfig=<path> (kubectl would "
+                    "otherwise try localhost:8080 and report 'connection refused')"
+                )
+        for path in paths:
+            if not os.path.isfile(path):
+                raise errors.ConfigError(f"{origin} file {path!r} does not exist; fix the path")
+            if not os.access(path, os.R_OK):
+                raise errors.ConfigError(f"{origin} file {path!r} is not readable by this user; fix its permissions")
+
+    def _check_version(self) -> None:
+        result = self.run(["version", "--client", "--output", "json"], check=False)
+        if result.returncode != 0:
+            raise errors.ConfigError(
+                f"`{self.describe(result.argv)}` failed ({clean_excerpt(result.stderr, 300)}); "
+                "is this a kubectl binary?"
+            )
+        version = parse_client_version(result.stdout)
+        if version is None:
+            raise errors.ConfigError(f"cannot read the kubectl client version from `{self.describe(result.argv)}`")
+        if version < MIN_KUBECTL_VERSION:
+            need = f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]}"
+            raise errors.ConfigError(
+                f"kubectl {self.kubectl!r} is version {version[0]}.{version[1]}; kubectl-launcher needs {need} "
+                "or newer (WebSocket exec/cp); install a newer kubectl"
+            )
+
+    def _check_context(self) -> None:
+        if self.context is None:
+            if self.kubeconfig is None and not os.environ.get("KUBECONFIG"):
+                return  # may be in-cluster; kubectl decides
+            result = self.run(["config", "current-context"], check=False)
+            if result.returncode != 0:
+                raise errors.ConfigError(
+                    "the kubeconfig has no current context and none was given; pass context=<name> "
+                    f"({clean_excerpt(result.stderr, 300)})"
+                )
+            return
+        result = self.run(["config", "get-contexts", "--output", "name"], check=False)
+        if result.returncode != 0:
+            raise errors.ConfigError(f"cannot list the kubeconfig's contexts: {clean_excerpt(result.stderr, 300)}")
+        names = result.stdout.split()
+        if self.context not in names:
+            raise errors.ConfigError(
+                f"context {self.context!r} is not in the kubeconfig (it has: {', '.join(names) or 'none'}); "
+                "fix the context name"
+            )
+
+
+_GIT_VERSION = re.compile(r"v?(\d+)\.(\d+)")
+
+
+def parse_client_version(stdout: str) -> tuple[int, int] | None:
+    """(major, minor) from `kubectl version --client -o json`; minor may read '32+'."""
+    try:
+        info = json.loads(stdout).get("clientVersion", {})
+    except (ValueError, AttributeError):
+        return None
+    try:
+        return int(str(info["major"]).rstrip("+")), int(str(info["minor"]).rstrip("+"))
+    except (KeyError, ValueError, TypeError):
+        m = _GIT_VERSION.match(str(info.get("gitVersion", "")) if isinstance(info, dict) else "")
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+__all__ = [
+    "MIN_KUBECTL_VERSION",
+    "CommandResult",
+    "Kubectl",
+    "Runner",
+    "ShRunner",
+    "StdinRecord",
+    "classify",
+    "parse_client_version",
+]
