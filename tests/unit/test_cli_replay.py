@@ -1,0 +1,172 @@
+"""`kubectl-launcher replay` with a scripted Runner: dry-run text, stop at differences, step, stdin."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from kubectl_launcher import cli
+from kubectl_launcher.cli import Replayer
+from kubectl_launcher.journal import Journal, read_entries
+from kubectl_launcher.kubectl import CommandResult, StdinRecord
+
+ENV = {"KUBERC": "off"}
+POD = {"kind": "Pod", "metadata": {"name": "x", "resourceVersion": "1"}, "status": {"phase": "Running"}}
+
+
+class FakeRunner:
+    """Returns queued results per argv tail; records what ran."""
+
+    def __init__(self, answers: list[tuple[int | None, str, str]], stdout_bytes: bytes = b"") -> None:
+        self.answers = answers
+        self.ran: list[tuple[list[str], bytes | None]] = []
+        self.stdout_bytes = stdout_bytes
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None,
+        env: Mapping[str, str],
+        timeout: float,
+        stdout_path: str | None,
+    ) -> CommandResult:
+        self.ran.append((list(argv), stdin))
+        if stdout_path:
+            Path(stdout_path).write_bytes(self.stdout_bytes)
+            return CommandResult(tuple(argv), 0)
+        if not self.answers:
+            raise AssertionError(f"unexpected command {argv}")
+        rc, out, err = self.answers.pop(0)
+        return CommandResult(tuple(argv), rc, out, err, 0.1, 0.0)
+
+
+def write_journal(directory: Path) -> Journal:
+    journal = Journal(str(directory))
+    journal.record(CommandResult(("kubectl", "get", "pod", "x", "-o", "json"), 0, json.dumps(POD)), env=ENV)
+    journal.record(
+        CommandResult(("kubectl", "delete", "pod", "y"), 1, "", "Error from server (NotFound): y\n"), env=ENV
+    )
+    journal.record(
+        CommandResult(("kubectl", "apply", "-f", "-"), 0, "pod/x"),
+        stdin=b"SECRET",
+        stdin_record=StdinRecord("the secret", ("cat", "/src/secret.json")),
+        env=ENV,
+    )
+    return journal
+
+
+def command_lines(path: str) -> list[str]:
+    return [line for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
+
+
+def test_dry_run_prints_exactly_the_pasteable_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = write_journal(tmp_path)
+    assert cli.main(["replay", journal.sh_path, "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == command_lines(journal.sh_path)
+
+
+def test_dry_run_from_n_starts_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = write_journal(tmp_path)
+    assert cli.main(["replay", str(tmp_path), "--dry-run", "--from", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == command_lines(journal.sh_path)[1:]
+
+
+def test_replay_reports_same_when_results_match(tmp_path: Path) -> None:
+    write_journal(tmp_path)
+    changed = dict(POD, metadata={"name": "x", "resourceVersion": "77"})
+    runner = FakeRunner([(0, json.dumps(changed), ""), (1, "", "NotFound"), (0, "pod/x", "")], b"SECRET")
+    out = io.StringIO()
+    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert out.getvalue().count("same") == 3
+    # argv lists, and stdin rebuilt by its command
+    assert runner.ran[2] == (["cat", "/src/secret.json"], None)
+    assert runner.ran[3] == (["kubectl", "apply", "-f", "-"], b"SECRET")
+
+
+def test_replay_stops_at_the_first_difference_and_shows_both(tmp_path: Path) -> None:
+    write_journal(tmp_path)
+    failed = dict(POD, status={"phase": "Failed"})
+    runner = FakeRunner([(0, json.dumps(failed), "")])
+    out = io.StringIO()
+    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 1
+    text = out.getvalue()
+    assert "[1] DIFFERENT: output" in text
+    assert "phase=Running" in text and "phase=Failed" in text
+    assert "recorded" in text and "replay" in text
+    assert len(runner.ran) == 1
+
+
+def test_keep_going_runs_past_differences(tmp_path: Path) -> None:
+    write_journal(tmp_path)
+    runner = FakeRunner([(1, "", "Error from server (NotFound): x"), (0, "", ""), (0, "pod/x", "")], b"SECRET")
+    out = io.StringIO()
+    assert Replayer(runner, out=out, keep_going=True).run(read_entries(str(tmp_path))) == 1
+    assert "[1] DIFFERENT: exit code" in out.getvalue()
+    assert "[2] DIFFERENT: exit code" in out.getvalue()
+    assert "[3] same" in out.getvalue()
+
+
+def test_stdin_that_was_not_recorded_is_reported_not_replayable(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "apply", "-f", "-"), 0), stdin=b"x", env=ENV)
+    out = io.StringIO()
+    runner = FakeRunner([])
+    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 1
+    assert "[1] not replayable: stdin" in out.getvalue()
+    assert runner.ran == []
+
+
+def test_redacted_commands_are_not_replayed(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "--token=abcdef", "get", "pods"), 0), env=ENV)
+    out = io.StringIO()
+    assert Replayer(FakeRunner([]), out=out).run(read_entries(str(tmp_path))) == 1
+    assert "redacted" in out.getvalue()
+
+
+def test_step_reads_answers_from_a_non_tty_stdin(tmp_path: Path) -> None:
+    write_journal(tmp_path)
+    answers = io.StringIO("s\n\n")  # skip 1, run 2, then end of input stops
+    out = io.StringIO()
+    runner = FakeRunner([(1, "", "NotFound")])
+    ask = cli._stdin_asker(answers, out)
+    assert Replayer(runner, out=out, ask=ask).run(read_entries(str(tmp_path))) == 0
+    assert "[1] skipped" in out.getvalue()
+    assert "[2] same" in out.getvalue()
+    assert "stopped by the operator" in out.getvalue()
+    assert [argv[1] for argv, _ in runner.ran] == ["delete"]
+
+
+def test_kubectl_override_replaces_the_recorded_binary(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
+    runner = FakeRunner([(0, "", "")])
+    Replayer(runner, out=io.StringIO(), kubectl="/opt/kubectl").run(read_entries(str(tmp_path)))
+    assert runner.ran[0][0][0] == "/opt/kubectl"
+
+
+def test_missing_journal_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["replay", os.path.join(tmp_path, "nope.sh"), "--dry-run"]) == 2
+    assert "cannot read the journal" in capsys.readouterr().err
+
+
+def test_local_cluster_without_the_api_double_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        import kubectl_launcher.localkube.cli  # noqa: F401
+    except ModuleNotFoundError:
+        assert cli.main(["local-cluster"]) == 2
+        assert "local API double" in capsys.readouterr().err
+    else:
+        parser = cli.build_parser(["local-cluster"])
+        assert "local-cluster" in parser.format_help()
+
+
+def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    assert "replay" in capsys.readouterr().err
