@@ -10,14 +10,13 @@ import argparse
 import time
 
 import numpy as np
-
 import nvflare.client as flare
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sleep", type=float, default=0.2, help="seconds of pretend training per round")
-    parser.add_argument("--fail", action="store_true", help="raise in the first round (the demo's --break client-error)")
+    parser.add_argument("--fail", action="store_true", help="raise in the first round (--break client-error)")
     args = parser.parse_args()
 
     flare.init()
@@ -33,9 +32,7 @@ def main() -> None:
         updated = {name: value + 1.0 for name, value in weights.items()}
         time.sleep(args.sleep)
         accuracy = float(np.mean([v.mean() for v in updated.values()])) if updated else 0.0
-        flare.send(
-            flare.FLModel(params=updated, metrics={"accuracy": accuracy}, meta={"NUM_STEPS_CURRENT_ROUND": 1})
-        )
+        flare.send(flare.FLModel(params=updated, metrics={"accuracy": accuracy}, meta={"NUM_STEPS_CURRENT_ROUND": 1}))
         print(f"{site}: round {model.current_round} done, accuracy={accuracy:.3f}", flush=True)
 
 

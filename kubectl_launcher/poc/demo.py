@@ -1,0 +1,308 @@
+"""The README's main-job demo: a real NVFlare FedAvg job whose job processes run as pods through kubectl-launcher.
+
+``scripts/demo`` runs ``python -m kubectl_launcher.poc.demo``. Without ``--kubeconfig``/``--image`` it starts
+the local API double, so one machine with kubectl is enough.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kubectl_launcher.poc.deployment import CLIENTS, SERVER, SITES, DeploymentError, K8sLauncherSettings, PocDeployment
+from kubectl_launcher.poc.flow import JobFailed, JobOutcome, run_job
+from kubectl_launcher.poc.job import JobSpec
+from kubectl_launcher.poc.report import (
+    count_kubectl_processes,
+    failure_lines,
+    job_artifacts,
+    site_results,
+)
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: The image name the demo's pods carry on the double (the host filesystem stands in for every image).
+DOUBLE_IMAGE = "kubectl-launcher-demo/nvflare:2.9"
+UNPULLABLE_IMAGE = "registry.invalid/kubectl-launcher-demo/does-not-exist:0"
+
+
+class Console:
+    """Timestamped, thread-safe lines (the pod watch prints from its own thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            print(f"[{time.monotonic() - self._t0:6.1f}s] {message}", flush=True)
+
+    def plain(self, message: str = "") -> None:
+        with self._lock:
+            print(message, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
+    parser.add_argument("--folder", type=Path, default=Path(".demo"), help="where everything goes (wiped first)")
+    parser.add_argument("--rounds", type=int, default=3, help="FedAvg rounds (default 3)")
+    parser.add_argument("--sleep", type=float, default=0.3, help="pretend training per round, seconds (default 0.3)")
+    parser.add_argument(
+        "--compare",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the same job with NVFlare's process launcher and print both wall times (default on)",
+    )
+    parser.add_argument(
+        "--break",
+        dest="breakage",
+        choices=("client-error", "image"),
+        help="break it on purpose: the client script raises, or the job image cannot be pulled",
+    )
+    parser.add_argument("--kubeconfig", default=None, help="a real cluster's kubeconfig (default: $KUBECONFIG)")
+    parser.add_argument("--image", default=None, help="job image with nvflare 2.9 and tar (real cluster only)")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--python-path", default="/usr/local/bin/python3", help="python inside --image")
+    parser.add_argument(
+        "--parent-host", default=None, help="real cluster: address of this machine that the job pods can reach"
+    )
+    parser.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: kubectl on PATH)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a job may take (default 300)")
+    ns = parser.parse_args(argv)
+    if ns.kubeconfig is None and ns.image is not None:
+        ns.kubeconfig = os.environ.get("KUBECONFIG") or None
+    if ns.image is not None and ns.kubeconfig is None:
+        parser.error("--image needs --kubeconfig (or KUBECONFIG) pointing at the real cluster")
+    if ns.kubeconfig is not None and ns.image is None:
+        parser.error("--kubeconfig means a real cluster: add --image (a job image with nvflare 2.9 and tar)")
+    return ns
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Interrupted(signal.Signals(signum).name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ns = parse_args(argv)
+    say = Console()
+    kubectl_bin = shutil.which(ns.kubectl)
+    if kubectl_bin is None:
+        print(
+            f"error: {ns.kubectl!r} is not on PATH. The demo drives the real kubectl binary: install kubectl "
+            "1.29 or newer (https://kubernetes.io/docs/tasks/tools/) or pass --kubectl /path/to/kubectl.",
+            file=sys.stderr,
+        )
+        return EXIT_SETUP
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    demo = Demo(ns, say, kubectl_bin)
+    try:
+        return demo.run()
+    except _Interrupted as exc:
+        say(f"interrupted ({exc}); cleaning up")
+        return EXIT_INTERRUPTED
+    except (DeploymentError, JobFailed) as exc:
+        say(f"FAILED: {exc}")
+        return EXIT_JOB_FAILED if isinstance(exc, JobFailed) else EXIT_SETUP
+    finally:
+        # A second Ctrl-C during cleanup must not leave pods or parents behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        demo.cleanup()
+
+
+class Demo:
+    """The demo's steps, with every resource it starts remembered for :meth:`cleanup`."""
+
+    def __init__(self, ns: argparse.Namespace, say: Console, kubectl_bin: str) -> None:
+        self.ns = ns
+        self.say = say
+        self.kubectl_bin = kubectl_bin
+        self.root = ns.folder.resolve()
+        self.real_cluster = ns.kubeconfig is not None
+        self.cluster: Any = None
+        self.dep: PocDeployment | None = None
+        self.watcher: Any = None
+
+    # ------------------------------------------------------------------ steps
+    def run(self) -> int:
+        ns, say = self.ns, self.say
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        dep = self.dep = PocDeployment(self.root / "nvflare")
+        kubeconfig = self._start_cluster(dep)
+        image = ns.image or DOUBLE_IMAGE
+        if ns.breakage == "image":
+            image = self._unpullable_image()
+        python_path = ns.python_path if self.real_cluster else sys.executable
+        say(f"preparing NVFlare POC (server + {len(CLIENTS)} clients) under {dep.root}")
+        dep.prepare()
+        settings = K8sLauncherSettings(
+            kubeconfig=kubeconfig,
+            namespace=ns.namespace,
+            default_python_path=python_path,
+            pending_timeout=60 if self.real_cluster else 20,
+            extra_args={"kubectl": self.kubectl_bin, "workspace_transfer": True},
+        )
+        dep.use_k8s_launcher(settings)
+        if self.real_cluster:
+            self._point_pods_at_parents(dep)
+        for site in SITES:
+            say(f"{site:7} job launcher: {dep.launcher_path(site)}")
+        say(f"starting the parents (fed port {dep.port})")
+        say(f"parents up, both clients registered in {dep.start():.1f} s")
+        self._start_watch(kubeconfig)
+        spec = JobSpec(rounds=ns.rounds, sleep=ns.sleep, fail=ns.breakage == "client-error", image=image)
+        say(f"submitting {spec.name}: NumPy FedAvg, {spec.rounds} rounds, 2 clients, job image {image}")
+        ours = self._run_job(dep, spec)
+        ok = self._report(dep, ours, spec)
+        baseline: JobOutcome | None = None
+        if ns.compare and ok:
+            baseline = self._run_baseline(dep, spec)
+        self._summary(dep, ours, baseline)
+        return EXIT_OK if ok else EXIT_JOB_FAILED
+
+    def _start_cluster(self, dep: PocDeployment) -> str:
+        if self.real_cluster:
+            self.say(f"real cluster: kubeconfig {self.ns.kubeconfig}, namespace {self.ns.namespace}")
+            return str(self.ns.kubeconfig)
+        from kubectl_launcher.localkube import LocalCluster
+
+        # Job pods must see their workspace only through kubectl cp, as on a real cluster.
+        self.cluster = LocalCluster(str(self.root / "localkube"), hidden_paths=[str(dep.prod_dir)]).start()
+        self.say(f"local API double up: {self.cluster.url} (kubeconfig {self.cluster.kubeconfig_path})")
+        return str(self.cluster.kubeconfig_path)
+
+    def _unpullable_image(self) -> str:
+        if self.cluster is not None:
+            self.cluster.faults.unpullable_image(UNPULLABLE_IMAGE)
+        self.say(f"--break image: the job image {UNPULLABLE_IMAGE} cannot be pulled")
+        return UNPULLABLE_IMAGE
+
+    def _point_pods_at_parents(self, dep: PocDeployment) -> None:
+        from kubectl_launcher.poc.deployment import free_port
+        from kubectl_launcher.poc.report import default_parent_host
+
+        host = self.ns.parent_host or default_parent_host()
+        for site in SITES:
+            dep.set_internal_listener(host, free_port(), site)
+        self.say(f"job pods call their parents back at {host} (local/comm_config.json 'internal')")
+
+    def _start_watch(self, kubeconfig: str) -> None:
+        from kubectl_launcher.kubectl import Kubectl
+        from kubectl_launcher.poc.watch import PodSighting, PodWatcher
+
+        kubectl = Kubectl(kubeconfig, namespace=self.ns.namespace, kubectl=self.kubectl_bin, request_timeout=0)
+
+        def on_change(pod: PodSighting, event: str) -> None:
+            self.say(f"pod {pod.site:7} {pod.name}: {pod.phase}" + (f" ({pod.detail})" if pod.detail else ""))
+
+        self.watcher = PodWatcher(kubectl, on_change)
+        self.watcher.start()
+
+    def _run_job(self, dep: PocDeployment, spec: JobSpec) -> JobOutcome:
+        try:
+            return run_job(dep, spec, say=self.say, timeout=self.ns.timeout)
+        finally:
+            if self.watcher is not None:
+                time.sleep(1.0)  # let the watch print the pods' last phases
+                self.watcher.stop()
+
+    def _report(self, dep: PocDeployment, outcome: JobOutcome, spec: JobSpec) -> bool:
+        say = self.say
+        say(f"job {outcome.job_id}: {outcome.status} in {outcome.wall_time:.1f} s (submit -> done)")
+        for client, rc in outcome.client_rcs.items():
+            say(f"{client:7} job process return code: {rc if rc is not None else 'not reported'}")
+        if not outcome.ok:
+            for line in failure_lines(dep, outcome.job_id):
+                say(f"  {line}")
+            say("the job FAILED: see the lines above and the site logs under " + str(dep.prod_dir))
+            return False
+        say(f"rounds run: {outcome.rounds}")
+        if outcome.result_dir is not None:
+            say(f"server results (from the job store): {outcome.result_dir}")
+        if outcome.final_model is not None:
+            expected = spec.expected_final_model()
+            verdict = "as expected" if outcome.final_model == expected else f"EXPECTED {expected}"
+            say(f"final global model (models/server.npy): {outcome.final_model} ({verdict})")
+        if outcome.metrics:
+            last = outcome.metrics[-1]
+            acc = [m["value"] for m in last.get("aggregated_metrics", []) if m.get("name") == "accuracy"]
+            say(f"last round's aggregated accuracy: {acc[0] if acc else '?'}")
+        for site, path, files in site_results(dep, outcome.job_id):
+            say(f"{site:7} results back in its workspace: {path} ({files} files)")
+        return True
+
+    def _run_baseline(self, dep: PocDeployment, spec: JobSpec) -> JobOutcome | None:
+        say = self.say
+        say("--compare: the same job with NVFlare's process launcher")
+        dep.stop()
+        dep.use_process_launcher()
+        say(f"parents restarted with the process launcher in {dep.start():.1f} s")
+        baseline_spec = JobSpec(rounds=spec.rounds, sleep=spec.sleep, name=spec.name)
+        outcome = run_job(dep, baseline_spec, say=say, timeout=self.ns.timeout)
+        say(f"process launcher: job {outcome.job_id} {outcome.status} in {outcome.wall_time:.1f} s")
+        return outcome
+
+    def _summary(self, dep: PocDeployment, ours: JobOutcome, baseline: JobOutcome | None) -> None:
+        plain = self.say.plain
+        plain("")
+        plain("=" * 78)
+        manifests, journals = job_artifacts(dep, ours.job_id)
+        for site in SITES:
+            if site in manifests:
+                plain(f"{site:7} manifest: {manifests[site]}")
+            if site in journals:
+                plain(f"{site:7} journal:  {journals[site]}")
+        first = journals.get(SERVER) or next(iter(journals.values()), None)
+        if first is not None:
+            plain("try:      " + shlex.join(["kubectl-launcher", "replay", "--dry-run", str(first)]))
+        total, per_site = count_kubectl_processes(dep, ours.job_id)
+        detail = ", ".join(f"{site} {n}" for site, n in per_site.items())
+        plain(f"kubectl processes started for the job: {total} ({detail})")
+        line = f"wall time, submit -> done: kubectl-launcher {ours.wall_time:.1f} s ({ours.status})"
+        if baseline is not None:
+            line += f" | NVFlare process launcher {baseline.wall_time:.1f} s ({baseline.status})"
+        plain(line)
+        plain("=" * 78)
+
+    # ------------------------------------------------------------------ cleanup
+    def cleanup(self) -> None:
+        say = self.say
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.dep is not None:
+            self.dep.stop()
+        if self.cluster is not None:
+            try:
+                self.cluster.stop()
+            except Exception as exc:  # cleanup must go on; say what did not stop
+                say(f"warning: stopping the local API double failed: {exc}")
+        elif self.real_cluster and self.dep is not None:
+            from kubectl_launcher.poc.report import delete_leftover_pods
+
+            for line in delete_leftover_pods(self.ns.kubeconfig, self.ns.namespace, self.kubectl_bin):
+                say(line)
+        if self.dep is not None:
+            left = self.dep.leftover_processes()
+            if left:
+                say(f"warning: processes still running after cleanup: {left}")
+        say("cleaned up: parents stopped" + (", local API double stopped" if self.cluster is not None else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
