@@ -1,0 +1,384 @@
+"""Workspace trees on the site's side: staging a bundle, extracting results safely, manifests to compare."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+from kubectl_launcher.errors import TransferError, UnsafeArchiveError
+
+_CHUNK = 1024 * 1024
+#: tar ends with two zero blocks; a stream without them was cut short, even at a member boundary.
+_END_OF_ARCHIVE = b"\0" * 1024
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "f" regular file, "d" directory, "l" symlink
+    size: int = 0
+    sha256: str | None = None
+    target: str | None = None
+
+
+@dataclass
+class TreeManifest:
+    """Every entry under one root, keyed by its relative POSIX path ("." is the root itself)."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def files(self) -> int:
+        return sum(1 for e in self.entries.values() if e.kind == "f")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries.values() if e.kind == "f")
+
+
+@dataclass(frozen=True)
+class PodListing:
+    """What the listing script printed in the pod: an entry count, and checksums or a byte total."""
+
+    entries: int
+    sha256: dict[str, str] | None
+    total_bytes: int | None
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- scan
+
+
+def scan_tree(root: str, *, checksums: bool = True) -> TreeManifest:
+    """List ``root`` without following symlinks, the way ``find .`` sees it in the pod."""
+    manifest = TreeManifest({".": Entry("d")})
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                manifest.entries[rel] = Entry("l", target=os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                manifest.entries[rel] = Entry("d")
+            elif stat.S_ISREG(st.st_mode):
+                digest = sha256_file(path) if checksums else None
+                manifest.entries[rel] = Entry("f", st.st_size, digest)
+            else:
+                manifest.entries[rel] = Entry("o")
+    return manifest
+
+
+# ------------------------------------------------------------------------------------- bundle (send)
+
+
+def stage_bundle(
+    sources: Iterable[tuple[str, str, Collection[str]]],
+    staging: str,
+    *,
+    checksums: bool = True,
+) -> TreeManifest:
+    """Build the tree to send: for each ``(source_dir, name, excluded)`` a ``staging/name`` copy.
+
+    Files are hard links where the filesystem allows (no data is copied; the site's own files are
+    only read), copies otherwise. Symlinks are followed: the pod gets the content the site sees,
+    never a link that dangles there. ``excluded`` holds paths relative to ``source_dir``.
+    """
+    os.makedirs(staging)
+    manifest = TreeManifest({".": Entry("d")})
+    for source, name, excluded in sources:
+        if not os.path.isdir(source):
+            continue
+        _stage_dir(source, os.path.join(staging, name), name, set(excluded), manifest, checksums)
+    return manifest
+
+
+def _stage_dir(source: str, dest: str, rel: str, excluded: set[str], manifest: TreeManifest, checksums: bool) -> None:
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a symlink loop: send the folder once
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        sub = os.path.relpath(dirpath, source)
+        sub = "" if sub == "." else sub.replace(os.sep, "/")
+        dirnames[:] = [d for d in dirnames if _join(sub, d) not in excluded]
+        os.makedirs(os.path.join(dest, sub), exist_ok=True)
+        manifest.entries[_join(rel, sub) or rel] = Entry("d")
+        for fname in filenames:
+            rel_file = _join(sub, fname)
+            if rel_file in excluded:
+                continue
+            src = os.path.join(dirpath, fname)
+            try:
+                st = os.stat(src)
+            except FileNotFoundError as e:
+                raise TransferError(f"cannot send {src}: it is a symlink to nothing") from e
+            if not stat.S_ISREG(st.st_mode):
+                continue  # sockets, fifos: nothing a job can read as a file
+            dst = os.path.join(dest, rel_file)
+            _link_or_copy(src, dst)
+            digest = sha256_file(dst) if checksums else None
+            manifest.entries[_join(rel, rel_file)] = Entry("f", st.st_size, digest)
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}/{b}" if a and b else a or b
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=True)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
+            raise
+        shutil.copyfile(src, dst)
+
+
+# ----------------------------------------------------------------------------------- results (fetch)
+
+
+def member_path(name: str) -> str:
+    """The normalised relative path of a tar member; UnsafeArchiveError if it could leave the root."""
+    if name.startswith("/") or name.startswith("\\"):
+        raise UnsafeArchiveError(f"results archive holds an absolute path: {name!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchiveError(f"results archive holds a '..' path: {name!r}")
+    return "/".join(parts) or "."
+
+
+def link_target_inside(link: str, target: str) -> bool:
+    """Whether a symlink at ``link`` pointing to ``target`` stays in the root, read lexically."""
+    if not target or target.startswith("/"):
+        return False
+    depth = link.count("/")  # parts of the link's own folder
+    if link == ".":
+        return False
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        depth += -1 if part == ".." else 1
+        if depth < 0:
+            return False
+    return True
+
+
+def extract_results(
+    tar_path: str,
+    dest: str,
+    *,
+    on_member: Callable[[int], None] | None = None,
+) -> TreeManifest:
+    """Extract a tar stream taken in the pod into the fresh folder ``dest``, refusing anything unsafe.
+
+    Refused (UnsafeArchiveError): absolute paths, ``..``, a member below a symlink, symlinks whose
+    target is absolute or leaves the root, hard links to anything but a file extracted before,
+    device files, fifos, duplicate names. Symlinks are created last, so nothing is ever written
+    through one; a final ``realpath`` check covers chains of links. A stream cut short raises
+    TransferError. The caller removes ``dest`` on any error.
+    """
+    os.makedirs(dest)
+    links: list[tuple[str, str]] = []
+    files: set[str] = set()
+    dir_times: list[tuple[str, int, float]] = []
+    seen: set[str] = set()
+    try:
+        with tarfile.open(tar_path, mode="r|") as tf:
+            for member in tf:
+                rel = member_path(member.name)
+                if rel in seen and rel != ".":
+                    raise UnsafeArchiveError(f"results archive names {rel!r} twice")
+                seen.add(rel)
+                _refuse_below_link(rel, links)
+                target = os.path.join(dest, rel)
+                if rel != ".":
+                    # no symlink exists yet (they come last), so creating parents cannot leave dest
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                if member.isdir():
+                    if rel != ".":
+                        os.makedirs(target, 0o700, exist_ok=True)
+                    dir_times.append((target, member.mode, member.mtime))
+                elif member.isreg():
+                    _write_member(tf, member, target)
+                    files.add(rel)
+                elif member.issym():
+                    if not link_target_inside(rel, member.linkname):
+                        raise UnsafeArchiveError(
+                            f"results archive holds a symlink leaving the folder: {rel!r} -> {member.linkname!r}"
+                        )
+                    links.append((rel, member.linkname))
+                elif member.islnk():
+                    source = member_path(member.linkname)
+                    if source not in files:
+                        raise UnsafeArchiveError(
+                            f"results archive holds a hard link to outside the folder: {rel!r} -> {member.linkname!r}"
+                        )
+                    os.link(os.path.join(dest, source), target, follow_symlinks=False)
+                else:
+                    raise UnsafeArchiveError(f"results archive holds a device file or fifo: {rel!r}")
+                if on_member is not None:
+                    on_member(member.size)
+            end = tf.offset
+    except tarfile.TarError as e:
+        raise TransferError(f"the results archive is damaged or cut short: {e}") from e
+    _check_end_of_archive(tar_path, end)
+    for rel, linkname in links:
+        os.symlink(linkname, os.path.join(dest, rel))
+    _check_links_resolve_inside(dest, [rel for rel, _ in links])
+    for path, mode, mtime in reversed(dir_times):
+        os.chmod(path, (mode & 0o777) | 0o700)
+        os.utime(path, (mtime, mtime))
+    return scan_tree(dest)
+
+
+def _refuse_below_link(rel: str, links: list[tuple[str, str]]) -> None:
+    for link, _ in links:
+        if rel.startswith(link + "/"):
+            raise UnsafeArchiveError(f"results archive writes below the symlink {link!r}: {rel!r}")
+
+
+def _write_member(tf: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
+    src = tf.extractfile(member)
+    if src is None:  # pragma: no cover - isreg() members always have data
+        raise TransferError(f"cannot read {member.name!r} from the results archive")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(src, out, _CHUNK)
+    os.chmod(target, (member.mode & 0o777) | 0o600)
+    os.utime(target, (member.mtime, member.mtime))
+
+
+def _check_end_of_archive(tar_path: str, offset: int) -> None:
+    with open(tar_path, "rb") as f:
+        f.seek(offset)
+        tail = f.read(len(_END_OF_ARCHIVE))
+    if tail != _END_OF_ARCHIVE:
+        raise TransferError("the results archive was cut short (no end-of-archive blocks)")
+
+
+def _check_links_resolve_inside(dest: str, links: list[str]) -> None:
+    root = os.path.realpath(dest)
+    for rel in links:
+        resolved = os.path.realpath(os.path.join(dest, rel))
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise UnsafeArchiveError(f"results archive holds a symlink chain leaving the folder: {rel!r}")
+
+
+def merge_into(source: str, dest: str, *, keep: Collection[str] = ()) -> list[str]:
+    """Move the tree ``source`` into ``dest`` (created if missing), replacing what is there.
+
+    Names in ``keep`` at the top level of ``dest`` are never touched (the entries of that name in
+    ``source`` are left behind and returned). Nothing in ``dest`` is followed: a symlink where the
+    results hold a folder is replaced, never written through.
+    """
+    skipped: list[str] = []
+    os.makedirs(dest, exist_ok=True)
+    for name in sorted(os.listdir(source)):
+        if name in keep:
+            skipped.append(name)
+            continue
+        _move(os.path.join(source, name), os.path.join(dest, name))
+    return skipped
+
+
+def _move(src: str, dst: str) -> None:
+    src_is_dir = stat.S_ISDIR(os.lstat(src).st_mode)
+    try:
+        dst_mode: int | None = os.lstat(dst).st_mode
+    except FileNotFoundError:
+        dst_mode = None
+    if src_is_dir and dst_mode is not None and stat.S_ISDIR(dst_mode):
+        for name in sorted(os.listdir(src)):
+            _move(os.path.join(src, name), os.path.join(dst, name))
+        shutil.copystat(src, dst, follow_symlinks=False)
+        os.rmdir(src)
+        return
+    if dst_mode is not None and stat.S_ISDIR(dst_mode):
+        shutil.rmtree(dst)
+    elif dst_mode is not None and src_is_dir:
+        os.unlink(dst)
+    os.replace(src, dst)
+
+
+# ------------------------------------------------------------------------------------ pod listings
+
+
+def parse_pod_listing(data: bytes) -> PodListing:
+    """Read the listing script's output (see transfer.LIST_SCRIPT); ProtocolError-free: raises TransferError."""
+    text = data.decode("utf-8", "surrogateescape")
+    entries: int | None = None
+    total: int | None = None
+    sums: dict[str, str] | None = None
+    last: str | None = None
+    for line in text.split("\n"):
+        if line.startswith("entries "):
+            entries = int(line.split()[1])
+        elif line.startswith("bytes "):
+            total = int(line.split()[1])
+        elif line == "sha256":
+            sums = {}
+        elif sums is not None and _is_sum_line(line):
+            digest, name = line.lstrip("\\")[:64], line.lstrip("\\")[66:]
+            if line.startswith("\\"):  # GNU escapes names holding a newline or backslash
+                name = _unescape_gnu(name)
+            last = member_path(name)
+            sums[last] = digest
+        elif sums is not None and last is not None and line:
+            # busybox prints a name holding a newline as is: the line continues the previous name
+            digest = sums.pop(last)
+            last = f"{last}\n{line}"
+            sums[last] = digest
+    if entries is None:
+        raise TransferError(f"the listing taken in the pod has no entry count: {text[:200]!r}")
+    return PodListing(entries, sums, total)
+
+
+def _is_sum_line(line: str) -> bool:
+    body = line[1:] if line.startswith("\\") else line
+    return len(body) > 66 and body[64:66] in ("  ", " *") and all(c in "0123456789abcdef" for c in body[:64])
+
+
+def _unescape_gnu(name: str) -> str:
+    out: list[str] = []
+    chars = iter(name)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def compare(local: TreeManifest, pod: PodListing, *, what: str) -> None:
+    """Raise TransferError naming the first difference between a local tree and the pod's listing."""
+    if pod.entries != len(local.entries):
+        raise TransferError(
+            f"{what}: the pod lists {pod.entries} entries, the site has {len(local.entries)} "
+            f"({local.files} files, {local.total_bytes} bytes)"
+        )
+    if pod.sha256 is not None:
+        local_sums = {k: e.sha256 for k, e in local.entries.items() if e.kind == "f"}
+        for rel in sorted(set(local_sums) | set(pod.sha256)):
+            if rel not in pod.sha256 or rel not in local_sums:
+                side = "site" if rel in local_sums else "pod"
+                raise TransferError(f"{what}: {rel!r} is only on the {side}'s side")
+            if local_sums[rel] is not None and local_sums[rel] != pod.sha256[rel]:
+                raise TransferError(f"{what}: {rel!r} differs between the pod and the site (sha256)")
+    elif pod.total_bytes is not None and pod.total_bytes != local.total_bytes:
+        raise TransferError(f"{what}: the pod holds {pod.total_bytes} bytes of files, the site {local.total_bytes}")

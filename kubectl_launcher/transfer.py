@@ -1,0 +1,724 @@
+"""The job's workspace into its pod before it starts, and its results back before the pod ends (Contract 7).
+
+The launcher constructs one object per job and gives it to the handle::
+
+    WorkspaceTransfer(site_workspace, job_id, workspace_mount_path, settings=TransferSettings(), *,
+                      exclude=(), logger=None, clock=time.monotonic, sleep=time.sleep)
+
+``decorate(pod, main_container)`` adds to the pod (upstream's main container is left as it is):
+
+* ``kubectl-launcher-init``, an init container (the job's image by default: it has ``sh`` and
+  ``tar``) mounting the workspace emptyDir and a small control emptyDir. It waits until the
+  launcher writes ``delivered`` in the control folder. It gives up (exit 1, so the pod fails by
+  itself) after ``delivery_timeout`` seconds without word from the launcher, and exits 127 at
+  once when the image has no ``tar``.
+* ``kubectl-launcher-keeper``, a plain second container with the same mounts (workspace read-only).
+  It keeps the workspace reachable after the job process exits, since kubectl refuses to exec
+  into a completed pod. It ends when the launcher writes ``released``, or ``keep_timeout``
+  seconds after the launcher's last word.
+
+"Word from the launcher" is a lease: while it lives, the launcher rewrites ``lease`` in the control
+folder every ``lease_interval`` seconds (one small ``kubectl exec``). The waiting script counts the
+seconds the content stays the same, so pod and launcher clocks never need to agree. A launcher that
+dies therefore leaves a pod that ends at most ``keep_timeout`` seconds later, or when the job ends
+if that is later: no pod holds a GPU for ever.
+
+Alternatives considered. A native sidecar (an init container with ``restartPolicy: Always``) is
+stopped by the kubelet as soon as the main container exits, which is exactly when it is needed.
+``shareProcessNamespace`` would let the keeper see the job process end, but it changes the job's
+PID 1, shows the keeper the job's environment (Secret values included) and is not needed once the
+lease exists. Wrapping the job's command to write an exit marker would change upstream's fields
+of the main container. The lease costs one exec per interval and works on any cluster.
+
+``advance(kubectl, pod)`` is called by the handle with every pod it reads:
+
+* init container running → deliver: stage ``local/`` (minus what upstream's bundle leaves out:
+  ``study_data.yaml``, ``study_runtime.yaml``, the pod templates it names, and ``exclude``) and
+  ``<job_id>/`` (minus our ``kubectl-launcher/``) as hard links in a local folder; ``kubectl cp``
+  it to a path in the pod that does not exist yet. kubectl cp probes its destination with
+  ``test -d`` and copies *into* an existing folder but *renames* onto a missing one, and a failed
+  probe counts as missing. With a fresh name both outcomes are the same, so a flaky probe or a
+  retry can neither nest nor misplace files. Then a listing taken in the pod (entry count,
+  ``sha256sum`` of every file, or a byte total where the image has no sha256sum) is compared with
+  the local one, the folders are moved into place, and ``delivered`` is written.
+* main container terminated, keeper running → collect: the same listing of ``<wmp>/<job_id>``,
+  then ``kubectl exec keeper -- tar cf - -C <wmp>/<job_id> .`` into a local file. This is the
+  ``tar | kubectl exec`` form, not ``kubectl cp``. kubectl cp's own untar silently skips symlinks
+  and cannot tell a cut stream at a member boundary from a complete one. The tar file lets
+  archive.extract_results check every member before it is written. Results go to a temporary
+  folder first; absolute paths, ``..``, links leaving the tree and device files are refused;
+  a stream without its end-of-archive blocks is refused. The extracted tree must then match the
+  pod's listing. Only then is it moved into ``<ws>/<job_id>/`` (never touching
+  ``<ws>/<job_id>/kubectl-launcher/``), and the keeper is released.
+* otherwise, while the keeper runs → refresh the lease when due.
+
+Failures are retried ``attempts`` times. When collection still fails, the keeper is not released and
+the lease is no longer refreshed, so the pod stays ``keep_timeout`` seconds. The log names the kubectl
+command that fetches the results by hand, ``<ws>/<job_id>/kubectl-launcher/recover-results.sh``
+holds it, and TransferError is raised (the handle turns it into EXCEPTION). The main container's own
+exit code still decides the job's return code.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from kubectl_launcher import archive
+from kubectl_launcher.errors import ConfigError, KubectlError, KubectlRejected, TransferError, UnsafeArchiveError
+from kubectl_launcher.kubectl import Kubectl
+
+INIT_CONTAINER = "kubectl-launcher-init"
+KEEPER_CONTAINER = "kubectl-launcher-keeper"
+CONTROL_VOLUME = "kubectl-launcher-control"
+CONTROL_PATH = "/kubectl-launcher"
+STAGE_PREFIX = ".kubectl-launcher-in-"
+OWN_FOLDER = "kubectl-launcher"
+ANNOTATION = "kubectl-launcher/workspace-transfer"
+#: What upstream's bundle never sends from local/ (study data belongs to the launcher, not the job).
+LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
+
+# The scripts run under the job image's /bin/sh: POSIX only (dash, busybox ash, bash all do).
+# Arguments come in as positional parameters, so no value is ever spliced into shell text.
+
+#: $1 control dir, $2 marker, $3 seconds without word from the launcher, $4 exit code then.
+WAIT_SCRIPT = """\
+trap 'exit 143' TERM INT
+ctl=$1 marker=$2 bound=$3 code=$4
+if ! command -v tar >/dev/null 2>&1; then
+  echo "kubectl-launcher: this image has no tar; kubectl cp needs it in the container" >&2
+  exit 127
+fi
+last= idle=-1
+while [ ! -e "$ctl/$marker" ]; do
+  cur=
+  { read -r cur < "$ctl/lease"; } 2>/dev/null || :
+  if [ "$cur" != "$last" ]; then last=$cur idle=0; else idle=$((idle + 1)); fi
+  if [ "$idle" -ge "$bound" ]; then
+    echo "kubectl-launcher: no word from the launcher for ${bound}s; giving up waiting for $marker" >&2
+    exit "$code"
+  fi
+  sleep 1
+done
+"""
+
+#: $1 folder, $2 "1" for checksums. Prints "entries N", then "sha256" and sha256sum lines, or "bytes N".
+LIST_SCRIPT = """\
+cd "$1" || exit 3
+n=$(find . -exec printf '%.0sx' {} + | wc -c) || exit 4
+printf 'entries %s\\n' $n
+if [ "$2" = 1 ] && command -v sha256sum >/dev/null 2>&1; then
+  echo sha256
+  find . -type f -exec sha256sum {} + || exit 5
+else
+  printf 'bytes %s\\n' $(find . -type f -exec cat {} + | wc -c)
+fi
+"""
+
+#: $1 workspace, $2 control dir, $3 lease token: forget earlier attempts' staging folders.
+PREPARE_SCRIPT = """\
+rm -rf "$1"/.kubectl-launcher-in-* && printf '%s\\n' "$3" > "$2/lease"
+"""
+
+#: $1 workspace, $2 staging folder, $3 control dir, then the names to move into place.
+PLACE_SCRIPT = """\
+ws=$1 stage=$2 ctl=$3
+shift 3
+[ -e "$ctl/delivered" ] && exit 0
+cd "$ws" || exit 3
+for name do
+  if [ -e "$stage/$name" ]; then
+    rm -rf "./$name" && mv "$stage/$name" "./$name" || exit 4
+  fi
+done
+rm -rf "$stage" && : > "$ctl/delivered"
+"""
+
+#: $1 control dir, $2 token.
+LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
+#: $1 control dir.
+RELEASE_SCRIPT = """: > "$1/released"\n"""
+
+_TOOL_MISSING = ("executable file not found", ": not found", "no tar")
+
+
+def _default_resources() -> dict[str, Any]:
+    return {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """How the transfer containers look and how long everything may take (seconds)."""
+
+    image: str | None = None  # None: the job's own image
+    image_pull_policy: str | None = None  # None: as the job's container
+    resources: Mapping[str, Any] = field(default_factory=_default_resources)
+    delivery_timeout: int = 1800  # the init container gives up after this long without word
+    keep_timeout: int = 900  # the keeper ends this long after the launcher's last word
+    lease_interval: float = 60.0
+    attempts: int = 3
+    retry_delay: float = 5.0
+    command_timeout: float = 3600.0  # one kubectl cp / tar
+    verify_checksums: bool = True
+    progress_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("delivery_timeout", "keep_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 10:
+                raise ConfigError(f"workspace_transfer.{name} must be a whole number of seconds >= 10, got {value!r}")
+        if not 0 < self.lease_interval <= self.keep_timeout / 3:
+            raise ConfigError(
+                f"workspace_transfer.lease_interval must be positive and at most a third of keep_timeout "
+                f"({self.keep_timeout}), got {self.lease_interval!r}"
+            )
+        if not isinstance(self.attempts, int) or self.attempts < 1:
+            raise ConfigError(f"workspace_transfer.attempts must be 1 or more, got {self.attempts!r}")
+        for name in ("retry_delay", "command_timeout", "progress_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"workspace_transfer.{name} must be a non-negative number, got {value!r}")
+        if not isinstance(self.resources, Mapping):
+            raise ConfigError(
+                "workspace_transfer.resources must be a mapping like {'requests': {...}, 'limits': {...}}"
+            )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> TransferSettings:
+        """Settings from a component's args; unknown keys raise ConfigError naming them."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown workspace_transfer setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+def local_excludes(site_workspace: str, extra: Iterable[str] = (), workspace_mount_path: str = "") -> frozenset[str]:
+    """Paths under local/ that are not sent, as upstream's bundle leaves them out, plus ``extra``.
+
+    ``extra`` entries may be absolute (under the site workspace or the mount path) or relative to
+    the site workspace; anything outside local/ is ignored.
+    """
+    out = set(LOCAL_EXCLUDES)
+    runtime = os.path.join(site_workspace, "local", "study_runtime.yaml")
+    try:
+        with open(runtime, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        doc = None
+    studies = doc.get("studies") if isinstance(doc, dict) else None
+    for study in (studies or {}).values() if isinstance(studies, dict) else ():
+        template = study.get("pod_template") if isinstance(study, dict) else None
+        if isinstance(template, str) and template:
+            extra = (*extra, f"local/{template}")
+    roots = [os.path.abspath(site_workspace)] + ([workspace_mount_path.rstrip("/")] if workspace_mount_path else [])
+    for path in extra:
+        rel = path
+        if os.path.isabs(path):
+            rel = next((os.path.relpath(path, r) for r in roots if path.startswith(r + "/")), "")
+        parts = [p for p in rel.replace(os.sep, "/").split("/") if p not in ("", ".")]
+        if len(parts) > 1 and parts[0] == "local" and ".." not in parts:
+            out.add("/".join(parts[1:]))
+    return frozenset(out)
+
+
+def _state(pod: Mapping[str, Any], key: str, name: str) -> dict[str, Any]:
+    for cs in (pod.get("status") or {}).get(key) or []:
+        if cs.get("name") == name:
+            return dict(cs.get("state") or {})
+    return {}
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+class _Progress:
+    """Logs 'still going' lines every interval while one long kubectl command runs."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        what: str,
+        interval: float,
+        clock: Callable[[], float],
+        measure: Callable[[], int] | None = None,
+    ) -> None:
+        self._log, self._what, self._interval, self._clock, self._measure = log, what, interval, clock, measure
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = clock()
+
+    def __enter__(self) -> _Progress:
+        if self._interval > 0:
+            self._thread = threading.Thread(target=self._loop, name="kubectl-launcher-progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            elapsed = max(self._clock() - self.started, 1e-6)
+            if self._measure is None:
+                self._log.info("%s: still running after %.0fs", self._what, elapsed)
+                continue
+            try:
+                done = self._measure()
+            except OSError:
+                continue
+            self._log.info(
+                "%s: %s so far after %.0fs (%s/s)", self._what, _human(done), elapsed, _human(done / elapsed)
+            )
+
+
+class WorkspaceTransfer:
+    """One job's workspace transfer; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        site_workspace: str,
+        job_id: str,
+        workspace_mount_path: str,
+        settings: TransferSettings | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        logger: logging.Logger | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not job_id or "/" in job_id or job_id in (".", "..", OWN_FOLDER):
+            raise ConfigError(f"job id {job_id!r} cannot name a folder in the workspace")
+        if not workspace_mount_path.startswith("/"):
+            raise ConfigError(f"workspace_mount_path must be absolute, got {workspace_mount_path!r}")
+        self.site_workspace = os.path.abspath(site_workspace)
+        self.job_id = job_id
+        self.mount_path = workspace_mount_path.rstrip("/") or "/"
+        self.settings = settings or TransferSettings()
+        self._exclude = local_excludes(self.site_workspace, exclude, self.mount_path)
+        self.log = logger or logging.getLogger(__name__)
+        self._clock = clock
+        self._sleep = sleep
+        self._main: str | None = None
+        self._image = ""
+        self.delivered = False
+        self.collected = False
+        self._finished = False
+        self.error: TransferError | None = None
+        self.recovery_command: str | None = None
+        self._lease_at: float | None = None
+        self._lease_token = 0
+
+    # -- paths --
+
+    @property
+    def job_dir(self) -> str:
+        return os.path.join(self.site_workspace, self.job_id)
+
+    @property
+    def own_dir(self) -> str:
+        return os.path.join(self.job_dir, OWN_FOLDER)
+
+    @property
+    def pod_job_dir(self) -> str:
+        return f"{self.mount_path.rstrip('/')}/{self.job_id}"
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more to do: results collected, the pod ended with nothing to collect, or failed for good."""
+        return self._finished
+
+    # -- Contract 7: decorate --
+
+    def decorate(self, pod: dict[str, Any], main_container: str) -> None:
+        spec = pod.setdefault("spec", {})
+        containers = spec.get("containers") or []
+        main = next((c for c in containers if c.get("name") == main_container), None)
+        if main is None:
+            raise ConfigError(f"the pod has no container named {main_container!r}")
+        if any(c.get("name") == KEEPER_CONTAINER for c in containers):
+            return  # decorated already
+        mount = next(
+            (m for m in main.get("volumeMounts") or [] if (m.get("mountPath") or "").rstrip("/") == self.mount_path),
+            None,
+        )
+        if mount is None:
+            raise ConfigError(
+                f"container {main_container!r} mounts no volume at workspace_mount_path {self.mount_path!r}; "
+                "the workspace transfer copies into that volume"
+            )
+        self._main = main_container
+        self._image = self.settings.image or str(main.get("image") or "")
+
+        def container(name: str, marker: str, bound: int, code: int, read_only: bool) -> dict[str, Any]:
+            c: dict[str, Any] = {
+                "name": name,
+                "image": self._image,
+                "command": ["sh", "-c", WAIT_SCRIPT, name, CONTROL_PATH, marker, str(bound), str(code)],
+                "volumeMounts": [
+                    {"name": mount["name"], "mountPath": self.mount_path, "readOnly": read_only},
+                    {"name": CONTROL_VOLUME, "mountPath": CONTROL_PATH},
+                ],
+                "resources": copy.deepcopy(dict(self.settings.resources)),
+                # the script's last words (e.g. "this image has no tar") become the status message
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+            pull = self.settings.image_pull_policy or main.get("imagePullPolicy")
+            if pull:
+                c["imagePullPolicy"] = pull
+            if main.get("securityContext"):
+                c["securityContext"] = copy.deepcopy(main["securityContext"])
+            return c
+
+        s = self.settings
+        spec.setdefault("initContainers", []).append(
+            container(INIT_CONTAINER, "delivered", s.delivery_timeout, 1, read_only=False)
+        )
+        containers.append(container(KEEPER_CONTAINER, "released", s.keep_timeout, 0, read_only=True))
+        spec["containers"] = containers
+        spec.setdefault("volumes", []).append({"name": CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
+        meta = pod.setdefault("metadata", {})
+        annotations = meta.get("annotations") or {}
+        annotations[ANNOTATION] = f"kubectl-cp; delivery-timeout={s.delivery_timeout}s; keep-timeout={s.keep_timeout}s"
+        meta["annotations"] = annotations
+
+    # -- Contract 7: advance --
+
+    def advance(self, kubectl: Kubectl, pod: Mapping[str, Any]) -> None:
+        if self._finished:
+            return
+        if self._main is None:
+            raise TransferError("the workspace transfer's decorate() was never called for this pod")
+        name = str((pod.get("metadata") or {}).get("name") or "")
+        phase = (pod.get("status") or {}).get("phase")
+        init = _state(pod, "initContainerStatuses", INIT_CONTAINER)
+        main = _state(pod, "containerStatuses", self._main)
+        keeper = _state(pod, "containerStatuses", KEEPER_CONTAINER)
+        try:
+            if not self.delivered:
+                if "running" in init:
+                    self._deliver(kubectl, name)
+                elif "terminated" in init:
+                    self._init_ended(init["terminated"])
+                elif phase in ("Succeeded", "Failed"):
+                    self._finished = True  # ended before its workspace was wanted: nothing to collect
+                return
+            if "terminated" in main:
+                if "running" in keeper:
+                    self._collect(kubectl, name)
+                elif "terminated" in keeper:
+                    raise self._keep_and_fail(
+                        kubectl,
+                        name,
+                        "the keeper container ended before the results were collected "
+                        f"(exit code {keeper['terminated'].get('exitCode')}; the launcher's lease lapsed)",
+                        fetch=False,
+                    )
+            elif "running" in keeper:
+                self._refresh_lease(kubectl, name)
+        except TransferError as e:
+            self._finished = True
+            self.error = e
+            raise
+
+    def _init_ended(self, terminated: Mapping[str, Any]) -> None:
+        code = terminated.get("exitCode")
+        if code == 0:  # our marker: an earlier placement went through though its answer was lost
+            self.delivered = True
+            return
+        message = str(terminated.get("message") or terminated.get("reason") or "")
+        if code == 127 or any(t in message.lower() for t in _TOOL_MISSING):
+            raise TransferError(
+                f"image {self._image!r} cannot run the workspace transfer: it needs sh and tar "
+                f"(kubectl cp runs tar in the container); set workspace_transfer.image to an image that has them "
+                f"[init container exit code {code}: {message.strip()[:300]}]"
+            )
+        raise TransferError(
+            f"the init container {INIT_CONTAINER} ended with exit code {code} before the workspace was delivered "
+            f"({message.strip()[:300] or 'no message'})"
+        )
+
+    # -- delivery --
+
+    def _exec(self, kubectl: Kubectl, pod: str, container: str, script: str, *args: str, **kw: Any) -> None:
+        kubectl.run(("exec", pod, "--container", container, "--", "sh", "-c", script, "kubectl-launcher", *args), **kw)
+
+    def _listing(self, kubectl: Kubectl, pod: str, container: str, folder: str, scratch: str) -> archive.PodListing:
+        path = os.path.join(scratch, "listing.txt")
+        checksums = "1" if self.settings.verify_checksums else "0"
+        self._exec(
+            kubectl,
+            pod,
+            container,
+            LIST_SCRIPT,
+            folder,
+            checksums,
+            idempotent=True,
+            timeout=self.settings.command_timeout,
+            stdout_path=path,
+        )
+        with open(path, "rb") as f:
+            return archive.parse_pod_listing(f.read())
+
+    def _scratch(self, name: str) -> str:
+        base = self.own_dir
+        if name == "outbox" and ":" in base:  # kubectl cp reads a ':' in a local path as "pod:path"
+            return tempfile.mkdtemp(prefix=f"kubectl-launcher-{name}-")
+        path = os.path.join(base, name)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    def _deliver(self, kubectl: Kubectl, pod: str) -> None:
+        scratch = self._scratch("outbox")
+        try:
+            staging = os.path.join(scratch, "bundle")
+            manifest = archive.stage_bundle(
+                [
+                    (os.path.join(self.site_workspace, "local"), "local", self._exclude),
+                    (self.job_dir, self.job_id, {OWN_FOLDER}),
+                ],
+                staging,
+                checksums=self.settings.verify_checksums,
+            )
+            self._retrying(
+                "deliver the workspace",
+                lambda attempt: self._deliver_once(kubectl, pod, staging, scratch, manifest, attempt),
+            )
+        except OSError as e:
+            raise TransferError(f"cannot prepare the workspace for the pod: {e}") from e
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.delivered = True
+
+    def _deliver_once(
+        self, kubectl: Kubectl, pod: str, staging: str, scratch: str, manifest: archive.TreeManifest, attempt: int
+    ) -> None:
+        s = self.settings
+        stage = f"{self.mount_path.rstrip('/')}/{STAGE_PREFIX}{attempt}"
+        self._lease_token += 1
+        self._exec(
+            kubectl,
+            pod,
+            INIT_CONTAINER,
+            PREPARE_SCRIPT,
+            self.mount_path,
+            CONTROL_PATH,
+            str(self._lease_token),
+            idempotent=True,
+        )
+        what = f"sending the workspace to pod {pod} ({manifest.files} files, {_human(manifest.total_bytes)})"
+        self.log.info("%s", what)
+        with _Progress(self.log, what, s.progress_interval, self._clock) as progress:
+            # dest does not exist: kubectl cp renames onto it, whatever its test -d probe says
+            kubectl.run(("cp", "--container", INIT_CONTAINER, staging, f"{pod}:{stage}"), timeout=s.command_timeout)
+        listing = self._listing(kubectl, pod, INIT_CONTAINER, stage, scratch)
+        archive.compare(manifest, listing, what="workspace delivered to the pod")
+        self._exec(
+            kubectl,
+            pod,
+            INIT_CONTAINER,
+            PLACE_SCRIPT,
+            self.mount_path,
+            stage,
+            CONTROL_PATH,
+            "local",
+            self.job_id,
+            idempotent=True,
+        )
+        self._report("delivered the workspace", manifest, self._clock() - progress.started)
+
+    def _report(self, what: str, manifest: archive.TreeManifest, seconds: float) -> None:
+        rate = _human(manifest.total_bytes / max(seconds, 1e-6))
+        self.log.info(
+            "%s: %d files, %s in %.1fs (%s/s), verified",
+            what,
+            manifest.files,
+            _human(manifest.total_bytes),
+            seconds,
+            rate,
+        )
+
+    def _retrying(self, what: str, step: Callable[[int], None]) -> None:
+        last: Exception | None = None
+        for attempt in range(1, self.settings.attempts + 1):
+            try:
+                step(attempt)
+                return
+            except UnsafeArchiveError:
+                raise
+            except (TransferError, KubectlError, OSError) as e:
+                self._raise_if_tool_missing(e)
+                if isinstance(e, KubectlRejected):
+                    raise TransferError(f"cannot {what}: {e}") from e
+                last = e
+                if attempt < self.settings.attempts:
+                    self.log.warning("could not %s (attempt %d of %d): %s", what, attempt, self.settings.attempts, e)
+                    self._sleep(self.settings.retry_delay * attempt)
+        raise TransferError(f"could not {what} after {self.settings.attempts} attempts: {last}") from last
+
+    def _raise_if_tool_missing(self, e: Exception) -> None:
+        if not isinstance(e, KubectlError):
+            return
+        text = f"{e.stderr} {e}".lower()
+        if e.returncode in (126, 127) or "executable file not found" in text:
+            raise TransferError(
+                f"image {self._image!r} has no tar (or sh): kubectl cp and the workspace transfer run them in "
+                f"the container; set workspace_transfer.image to an image that has them [{e}]"
+            ) from e
+
+    # -- lease --
+
+    def _refresh_lease(self, kubectl: Kubectl, pod: str) -> None:
+        now = self._clock()
+        if self._lease_at is not None and now - self._lease_at < self.settings.lease_interval:
+            return
+        self._lease_at = now
+        self._lease_token += 1
+        try:
+            self._exec(
+                kubectl,
+                pod,
+                KEEPER_CONTAINER,
+                LEASE_SCRIPT,
+                CONTROL_PATH,
+                str(self._lease_token),
+                idempotent=True,
+                timeout=60,
+            )
+        except KubectlError as e:
+            self.log.warning(
+                "could not renew the keeper's lease in pod %s (it lapses after %ds): %s",
+                pod,
+                self.settings.keep_timeout,
+                e,
+            )
+
+    # -- collection --
+
+    def _collect(self, kubectl: Kubectl, pod: str) -> None:
+        try:
+            self._retrying("collect the results", lambda attempt: self._collect_once(kubectl, pod))
+        except UnsafeArchiveError as e:
+            raise self._keep_and_fail(kubectl, pod, f"refused the results: {e}") from e
+        except TransferError as e:
+            raise self._keep_and_fail(kubectl, pod, str(e)) from e
+        self.collected = True
+        self._finished = True
+        try:
+            self._exec(kubectl, pod, KEEPER_CONTAINER, RELEASE_SCRIPT, CONTROL_PATH, idempotent=True, timeout=60)
+        except KubectlError as e:
+            self.log.warning(
+                "results are in place, but the keeper of pod %s was not released; it ends within %ds: %s",
+                pod,
+                self.settings.keep_timeout,
+                e,
+            )
+
+    def _collect_once(self, kubectl: Kubectl, pod: str) -> None:
+        s = self.settings
+        scratch = self._scratch("incoming")
+        try:
+            listing = self._listing(kubectl, pod, KEEPER_CONTAINER, self.pod_job_dir, scratch)
+            tar_path = os.path.join(scratch, "results.tar")
+            what = f"fetching the results from pod {pod}"
+            with _Progress(
+                self.log, what, s.progress_interval, self._clock, measure=lambda: os.path.getsize(tar_path)
+            ) as progress:
+                kubectl.run(
+                    ("exec", pod, "--container", KEEPER_CONTAINER, "--", "tar", "cf", "-", "-C", self.pod_job_dir, "."),
+                    idempotent=True,
+                    timeout=s.command_timeout,
+                    stdout_path=tar_path,
+                )
+            tree = os.path.join(scratch, "tree")
+            manifest = archive.extract_results(tar_path, tree)
+            os.unlink(tar_path)
+            archive.compare(manifest, listing, what="results fetched from the pod")
+            skipped = archive.merge_into(tree, self.job_dir, keep={OWN_FOLDER})
+            if skipped:
+                self.log.warning(
+                    "the job wrote %s/ in its workspace; it was not copied over the launcher's own folder", OWN_FOLDER
+                )
+            self._report(f"collected the results into {self.job_dir}", manifest, self._clock() - progress.started)
+        except OSError as e:
+            raise TransferError(f"cannot put the results in place: {e}") from e
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _keep_and_fail(self, kubectl: Kubectl, pod: str, reason: str, *, fetch: bool = True) -> TransferError:
+        """Leave the pod to its keeper (no release, no more lease), tell how to fetch results by hand."""
+        self._lease_at = float("inf")
+        dest = f"{self.job_dir}-results"
+        argv = kubectl.argv(("cp", "--container", KEEPER_CONTAINER, f"{pod}:{self.pod_job_dir}", dest))
+        command = kubectl.describe(argv)
+        release = kubectl.describe(
+            kubectl.argv(
+                (
+                    "exec",
+                    pod,
+                    "--container",
+                    KEEPER_CONTAINER,
+                    "--",
+                    "sh",
+                    "-c",
+                    RELEASE_SCRIPT,
+                    "kubectl-launcher",
+                    CONTROL_PATH,
+                )
+            )
+        )
+        self.recovery_command = command if fetch else None
+        if not fetch:
+            return TransferError(f"results of job {self.job_id} were not collected: {reason}")
+        script = os.path.join(self.own_dir, "recover-results.sh")
+        try:
+            os.makedirs(self.own_dir, exist_ok=True)
+            with open(script, "w", encoding="utf-8") as f:
+                f.write(
+                    f"#!/bin/sh\n# Results of job {self.job_id} could not be collected: {_one_line(reason)}\n"
+                    f"# Pod {pod} keeps them for about {self.settings.keep_timeout}s after the launcher gave up.\n"
+                    f"# Fetch them (kubectl cp skips symlinks), check them, then release the pod:\n"
+                    f"set -e\n{command}\n# {release}\n"
+                )
+            os.chmod(script, 0o700)
+        except OSError as e:
+            self.log.warning("could not write %s: %s", script, e)
+        self.log.error(
+            "results of job %s were not collected: %s. Pod %s is kept for about %ds; fetch them by hand with: %s",
+            self.job_id,
+            reason,
+            pod,
+            self.settings.keep_timeout,
+            command,
+        )
+        for journal in getattr(kubectl, "journals", ()):
+            note = getattr(journal, "note", None)
+            if callable(note):
+                note(f"results not collected; recover them with: {command}")
+        return TransferError(
+            f"results of job {self.job_id} were not collected: {reason}; "
+            f"pod {pod} is kept for about {self.settings.keep_timeout}s, fetch them with: {command}"
+        )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
