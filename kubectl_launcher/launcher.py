@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -409,7 +410,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                     command_timeout=self.command_timeout,
                     journal=journal,
                     runner=self._runner,
-                    **({"sleep": self._sleep} if self._sleep is not None else {}),
+                    sleep=self._sleep or time.sleep,
                 )
             if not self._setup_checked:
                 self._kubectl.check_setup()
