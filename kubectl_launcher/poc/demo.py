@@ -75,6 +75,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parent-host", default=None, help="real cluster: address of this machine that the job pods can reach"
     )
+    parser.add_argument(
+        "--launcher",
+        choices=("kubectl", "process"),
+        default="kubectl",
+        help="process: only NVFlare's process launcher, no cluster (a baseline, and a check of the set-up)",
+    )
     parser.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: kubectl on PATH)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a job may take (default 300)")
     ns = parser.parse_args(argv)
@@ -144,6 +150,8 @@ class Demo:
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
         dep = self.dep = PocDeployment(self.root / "nvflare")
+        if ns.launcher == "process":
+            return self._run_process_only(dep)
         kubeconfig = self._start_cluster(dep)
         image = ns.image or DOUBLE_IMAGE
         if ns.breakage == "image":
@@ -174,6 +182,19 @@ class Demo:
         if ns.compare and ok:
             baseline = self._run_baseline(dep, spec)
         self._summary(dep, ours, baseline)
+        return EXIT_OK if ok else EXIT_JOB_FAILED
+
+    def _run_process_only(self, dep: PocDeployment) -> int:
+        self.say(f"preparing NVFlare POC (server + {len(CLIENTS)} clients) under {dep.root}, process launcher")
+        dep.prepare()
+        dep.use_process_launcher()
+        self.say(f"parents up, both clients registered in {dep.start():.1f} s")
+        spec = JobSpec(rounds=self.ns.rounds, sleep=self.ns.sleep, fail=self.ns.breakage == "client-error")
+        outcome = run_job(dep, spec, say=self.say, timeout=self.ns.timeout)
+        ok = self._report(dep, outcome, spec)
+        self.say.plain(
+            f"wall time, submit -> done: NVFlare process launcher {outcome.wall_time:.1f} s ({outcome.status})"
+        )
         return EXIT_OK if ok else EXIT_JOB_FAILED
 
     def _start_cluster(self, dep: PocDeployment) -> str:

@@ -90,7 +90,7 @@ def failure_lines(dep: PocDeployment, job_id: str, *, limit: int = 6) -> list[st
         parent_log = dep.site_dir(site) / "log.txt"
         if parent_log.is_file():
             for line in parent_log.read_text(errors="replace").splitlines():
-                if job_id in line and any(w in line for w in ("ERROR", "EXCEPTION", "Traceback", " RC ")):
+                if job_id in line and any(w in line for w in ("ERROR", "EXCEPTION", "Traceback")):
                     lines.append(f"{site}: {line.strip()[:300]}")
     return lines[: limit * len(SITES)]
 

@@ -1,0 +1,176 @@
+"""A real NVFlare FedAvg job (server + 2 clients) whose job processes run as pods, through the real kubectl,
+on the local API double. The same flow as scripts/demo (kubectl_launcher.poc)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, uuid4_to_rfc1123
+from kubectl_launcher.poc.deployment import CLIENTS, SITES, K8sLauncherSettings, PocDeployment
+from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
+from kubectl_launcher.poc.job import JobSpec
+from kubectl_launcher.poc.report import journal_entries, site_journal
+from kubectl_launcher.poc.watch import PodHistory, PodSighting, PodWatcher
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
+
+IMAGE = "kubectl-launcher-e2e/nvflare:2.9"
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+@dataclass
+class Ran:
+    dep: PocDeployment
+    kubectl: Kubectl
+    outcome: JobOutcome
+    pods: PodHistory
+    spec: JobSpec
+    secrets_after: list[dict[str, object]]
+    pods_after: list[dict[str, object]]
+    leftovers: list[int]
+
+
+def _field(obj: dict[str, object], key: str) -> dict[str, object]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _labels(obj: dict[str, object]) -> dict[str, object]:
+    return _field(_field(obj, "metadata"), "labels")
+
+
+def _kubectl_binary() -> str:
+    found = shutil.which("kubectl")
+    if found is None:  # loud on purpose: these tests exist to drive the real binary
+        pytest.fail("kubectl is not on PATH; install kubectl 1.29+ to run the e2e tests")
+    return found
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
+    from kubectl_launcher.localkube import LocalCluster
+
+    root = tmp_path_factory.mktemp("e2e")
+    kubectl_bin = _kubectl_binary()
+    dep = PocDeployment(root / "nvflare")
+    cluster = LocalCluster(str(root / "localkube"), hidden_paths=[str(dep.prod_dir)]).start()
+    watcher: PodWatcher | None = None
+    try:
+        dep.prepare()
+        dep.use_k8s_launcher(
+            K8sLauncherSettings(
+                kubeconfig=str(cluster.kubeconfig_path),
+                default_python_path=sys.executable,
+                pending_timeout=20,
+                extra_args={"kubectl": kubectl_bin, "workspace_transfer": True},
+            )
+        )
+        dep.start()
+        kubectl = Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin)
+        sightings: list[PodSighting] = []
+        watcher = PodWatcher(
+            Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin, request_timeout=0),
+            lambda pod, _event: sightings.append(pod),
+        )
+        watcher.start()
+        spec = JobSpec(name="e2e-numpy", rounds=2, sleep=0.05, image=IMAGE)
+        outcome = run_job(dep, spec, say=lambda _msg: None, timeout=240)
+        secrets = kubectl.get_json(("get", "secrets", "--selector", SELECTOR, "--output", "json")) or {}
+        pods = kubectl.get_json(("get", "pods", "--selector", SELECTOR, "--output", "json")) or {}
+        watcher.stop()
+        history = watcher.history
+        watcher = None
+        dep.stop()
+        yield Ran(
+            dep=dep,
+            kubectl=kubectl,
+            outcome=outcome,
+            pods=history,
+            spec=spec,
+            secrets_after=list(secrets.get("items", [])),
+            pods_after=list(pods.get("items", [])),
+            leftovers=dep.leftover_processes(),
+        )
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        dep.stop()
+        cluster.stop()
+
+
+def test_job_finished_completed_at_the_server(ran: Ran) -> None:
+    assert ran.outcome.status == COMPLETED, ran.outcome.meta
+    assert ran.outcome.rounds == list(range(ran.spec.rounds))
+    assert ran.outcome.final_model == ran.spec.expected_final_model()
+
+
+def test_each_client_launcher_reported_success(ran: Ran) -> None:
+    assert ran.outcome.client_rcs == dict.fromkeys(CLIENTS, 0)
+
+
+def test_every_site_used_the_kubectl_launcher(ran: Ran) -> None:
+    for site in SITES:
+        assert ran.dep.launcher_path(site).startswith("kubectl_launcher."), site
+        log = (ran.dep.site_dir(site) / "log.txt").read_text(errors="replace")
+        assert "kubectl_launcher" in log and ran.outcome.job_id in log, site
+
+
+def test_each_site_job_pod_ran_to_success(ran: Ran) -> None:
+    by_site: dict[str, list[str]] = {}
+    for name, phases in ran.pods.phases.items():
+        by_site.setdefault(ran.pods.sites[name], []).extend(phases)
+    assert sorted(by_site) == sorted(SITES), ran.pods.phases
+    for site, phases in by_site.items():
+        assert any(p.startswith("Running") for p in phases), (site, phases)
+        assert any(p.startswith("Succeeded") for p in phases), (site, phases)
+
+
+def test_each_site_journal_records_the_job_pod(ran: Ran) -> None:
+    for site in SITES:
+        argvs = [" ".join(map(str, entry.get("argv", []))) for entry in journal_entries(site_journal(ran.dep, site))]
+        assert any(" apply " in a or " create " in a for a in argvs), (site, argvs[:5])
+
+
+def test_client_results_came_back_into_the_site_workspace(ran: Ran) -> None:
+    for client in CLIENTS:
+        job_dir = ran.dep.site_dir(client) / ran.outcome.job_id
+        log = (job_dir / "log.txt").read_text(errors="replace")
+        # Written by fedavg_client.py inside the pod: only the results collection can bring it here.
+        assert f"{client}: round {ran.spec.rounds - 1} done" in log
+
+
+def test_server_results_reached_the_job_store(ran: Ran) -> None:
+    assert ran.outcome.result_dir is not None
+    assert (ran.outcome.result_dir / "models" / "server.npy").is_file()
+    assert len(ran.outcome.metrics) == ran.spec.rounds
+    log = (ran.outcome.result_dir / "log.txt").read_text(errors="replace")
+    assert f"Round {ran.spec.rounds - 1} started" in log
+
+
+def test_per_job_credential_secrets_are_gone(ran: Ran) -> None:
+    job_label = uuid4_to_rfc1123(ran.outcome.job_id)
+    left = [s for s in ran.secrets_after if _labels(s).get(JOB_LABEL) == job_label]
+    assert left == []
+
+
+def test_nothing_is_left_running(ran: Ran) -> None:
+    running = [p for p in ran.pods_after if _field(p, "status").get("phase") in ("Pending", "Running")]
+    assert running == []
+    assert ran.leftovers == []
+
+
+def test_deployment_stayed_inside_its_folder(ran: Ran) -> None:
+    assert (ran.dep.home / ".nvflare" / "config.conf").is_file()
+    assert str(ran.dep.poc_workspace) in (ran.dep.home / ".nvflare" / "config.conf").read_text()
+
+
+def test_results_folder_is_under_the_deployment_root(ran: Ran) -> None:
+    assert ran.outcome.result_dir is not None
+    assert Path(ran.outcome.result_dir).is_relative_to(ran.dep.root)
