@@ -53,6 +53,7 @@ from .names import (
 )
 from .nvflare_args import module_args, path_flags, path_in_pod, translate_paths
 from .pod_status import JobState
+from .transfer import TransferSettings, WorkspaceTransfer
 
 __all__ = ["ClientK8sJobLauncher", "K8sJobLauncher", "ServerK8sJobLauncher"]
 
@@ -136,7 +137,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         command_timeout: float = 60.0,
         journal_dir: str | None = None,
         working_dir: str | None = None,
-        workspace_transfer: bool = False,
+        workspace_transfer: bool | Mapping[str, Any] | None = True,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -176,7 +177,15 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             raise ConfigError("working_dir must be an absolute path in the job container, or None")
         # NVFlare's job process walks its cwd looking for comm_config: keep it small and fixed.
         self.working_dir = working_dir or workspace_mount_path
-        self.workspace_transfer = bool(workspace_transfer)
+        # The pod's workspace is an emptyDir: without the transfer the job process finds nothing in it.
+        if workspace_transfer is None or workspace_transfer is False:
+            self.transfer_settings: TransferSettings | None = None
+        elif workspace_transfer is True:
+            self.transfer_settings = TransferSettings()
+        elif isinstance(workspace_transfer, Mapping):
+            self.transfer_settings = TransferSettings.from_mapping(workspace_transfer)
+        else:
+            raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Test seams: what starts kubectl, and how the retry backoff waits.
         self._runner = runner
         self._sleep = sleep
@@ -417,11 +426,18 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                 self._setup_checked = True
             return self._kubectl
 
-    def make_workspace_transfer(self, plan: LaunchPlan, kubectl: Kubectl) -> Any:
+    def make_workspace_transfer(self, plan: LaunchPlan) -> WorkspaceTransfer | None:
         """The per-job workspace transfer (Contract 7), or None when the pod gets no workspace."""
-        if not self.workspace_transfer:
+        if self.transfer_settings is None:
             return None
-        raise ConfigError("workspace_transfer needs kubectl_launcher.transfer, which is not available yet")
+        return WorkspaceTransfer(
+            plan.workspace_root,
+            plan.raw_job_id,
+            self.workspace_mount_path,
+            self.transfer_settings,
+            exclude=(self.study_data_pvc_file_path,) if self.study_data_pvc_file_path else (),
+            logger=self.logger,
+        )
 
 
 class _Launch:
@@ -445,7 +461,7 @@ class _Launch:
         try:
             self._ensure_startup_secret()
             self._create_credential_secret()
-            transfer = self.launcher.make_workspace_transfer(plan, self.kubectl)
+            transfer = self.launcher.make_workspace_transfer(plan)
             handle = K8sJobHandle(
                 plan.job_id,
                 self.kubectl,

@@ -405,6 +405,24 @@ def test_workspace_translation_lets_a_server_parent_live_anywhere(site: Path) ->
     ]
 
 
+def test_workspace_transfer_adds_its_containers_and_leaves_the_main_one_as_upstream(site: Path) -> None:
+    plain, moved = FakeCluster(), FakeCluster()
+    make_launcher(plain, site).launch_job(job_meta(), make_ctx(site))
+    make_launcher(moved, site, workspace_transfer={"keep_timeout": 600}).launch_job(job_meta(), make_ctx(site))
+    with_transfer = moved.pods[POD]["spec"]
+    without = plain.pods[POD]["spec"]
+    assert with_transfer["containers"][0] == without["containers"][0]
+    assert [c["name"] for c in with_transfer["initContainers"]] == ["kubectl-launcher-init"]
+    assert [c["name"] for c in with_transfer["containers"][1:]] == ["kubectl-launcher-keeper"]
+
+
+def test_workspace_transfer_is_on_by_default_and_its_settings_are_checked_at_construction() -> None:
+    assert ClientK8sJobLauncher(None).transfer_settings is not None
+    assert ClientK8sJobLauncher(None, workspace_transfer=False).transfer_settings is None
+    with pytest.raises(ConfigError, match="unknown workspace_transfer setting"):
+        ClientK8sJobLauncher(None, workspace_transfer={"keep_timout": 60})
+
+
 def test_handle_event_registers_the_launcher_before_a_job_launch(site: Path) -> None:
     launcher = make_launcher(FakeCluster(), site)
     ctx = FLContext()
