@@ -21,16 +21,18 @@ The view, in order (as a container runtime layers a rootfs, its /tmp and the pod
 Paths are resolved inside the view, not on the host: a symlink met on the way (``/var/run -> /run``) is followed
 relative to the view's root, so a mount never lands on a host path by accident.
 
-Creating a missing mount point or working directory must never create anything on the host. A directory of
-the view is either *synthetic* (it lives in a tmpfs this script mounted: the root, or a shim) or it is backed
-by a host directory (a top-level bind, a volume, a hidden path's read-only tmpfs). Missing components are
-created only in synthetic directories. When the deepest existing directory is host-backed (mount path
-``/var/tmp/nvflare/ws`` on a host that has ``/var/tmp`` but no ``/var/tmp/nvflare``), that directory gets a
-*shim*: its current tree is bind-mounted aside, a tmpfs is mounted over it, and each of its entries is bound back
-(directories recursively, so volumes mounted earlier inside it stay; symlinks are recreated). The view then shows
-the same ``/var/tmp`` with one more synthetic ``nvflare`` directory, and the host's ``/var/tmp`` is untouched. The
-cost is one bind per entry of that one directory, and a file the container creates directly in a shimmed
-directory lands in the tmpfs (like a container's writable layer), not on the host.
+Creating a missing mount point or working directory must never create anything in the host's "image". Every
+directory of the view belongs to the innermost mount above it, of one of four kinds: *image* (a top-level host
+bind), *hidden* (the read-only tmpfs over a hidden path), *volume* (a pod volume or the private /tmp) or
+*synthetic* (a tmpfs this script mounted: the root, or a shim). Missing components are created in synthetic
+directories and inside volumes (pod storage, where a kubelet creates nested mount points too: an emptyDir at
+``/ws`` gains the ``startup`` directory a secret volume is mounted on). When the deepest existing directory is
+image or hidden (mount path ``/var/tmp/nvflare/ws`` on a host that has ``/var/tmp`` but no ``/var/tmp/nvflare``),
+or a read-only volume, that directory gets a *shim*: its current tree is bind-mounted aside, a tmpfs is mounted
+over it, and each of its entries is bound back (directories recursively, so mounts made earlier inside it stay;
+symlinks are recreated). The view then shows the same ``/var/tmp`` plus a synthetic ``nvflare`` directory, and
+the host's ``/var/tmp`` is untouched. The cost is one bind per entry of that one directory; a file the container
+creates directly in a shimmed directory lands in the tmpfs (like a container's writable layer), not on the host.
 """
 
 from __future__ import annotations
@@ -96,16 +98,32 @@ def view_path(path: str) -> str:
     return posixpath.normpath(posixpath.join("/", path)).replace("//", "/")
 
 
+IMAGE, HIDDEN, VOLUME, SYNTHETIC = "image", "hidden", "volume", "synthetic"
+_CREATABLE = (VOLUME, SYNTHETIC)
+
+
 class View:
     """A container's root under construction at ``root`` (a directory in this mount namespace)."""
 
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") or "/"
-        self.synthetic: set[str] = set()
+        self.mounts: dict[str, str] = {}  # view path of each mount point -> its kind
         self._stages = 0
 
     def real(self, path: str) -> str:
         return self.root if path == "/" else self.root + path
+
+    def kind(self, path: str) -> str:
+        """The kind of the innermost mount that holds view path ``path`` (which has no symlinks)."""
+        while path not in self.mounts:
+            path = posixpath.dirname(path)
+        return self.mounts[path]
+
+    def _mounted(self, path: str, kind: str) -> None:
+        # A new mount point hides whatever was mounted below it.
+        prefix = path.rstrip("/") + "/"
+        self.mounts = {p: k for p, k in self.mounts.items() if not p.startswith(prefix)}
+        self.mounts[path] = kind
 
     def walk(self, path: str) -> tuple[str, list[str]]:
         """(deepest existing directory or final entry, components still missing), following symlinks in the view."""
@@ -139,7 +157,7 @@ class View:
         return current, []
 
     def ensure(self, path: str, *, directory: bool = True) -> str:
-        """Make ``path`` exist in the view (a directory, or an empty file to bind a file on); return its real path."""
+        """Make ``path`` exist in the view (a directory, or an empty file to bind a file on); return it resolved."""
         current, missing = self.walk(path)
         if not missing:
             is_dir = os.path.isdir(self.real(current))
@@ -148,57 +166,59 @@ class View:
             if not directory and is_dir:
                 raise IsADirectoryError(errno.EISDIR, f"cannot mount a file on directory {path}")
             return current
-        if current not in self.synthetic:
+        if ".." in missing:
+            raise OSError(errno.EINVAL, f"'..' after a missing directory in {path}")
+        missing = [name for name in missing if name != "."]
+        if self.kind(current) not in _CREATABLE:
             self.shim(current)
         for index, name in enumerate(missing):
-            if name == ".":
-                continue
-            if name == "..":
-                raise OSError(errno.EINVAL, f"'..' after a missing directory in {path}")
-            current = posixpath.join(current, name)
-            if index == len(missing) - 1 and not directory:
-                os.close(os.open(self.real(current), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-            else:
-                os.mkdir(self.real(current), 0o755)
-                self.synthetic.add(current)
+            child = posixpath.join(current, name)
+            try:
+                self._create(child, directory=directory or index < len(missing) - 1)
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                self.shim(current)  # a read-only volume: the new mount point lives in a tmpfs instead
+                self._create(child, directory=directory or index < len(missing) - 1)
+            current = child
         return current
 
+    def _create(self, path: str, *, directory: bool) -> None:
+        if directory:
+            os.mkdir(self.real(path), 0o755)
+        else:
+            os.close(os.open(self.real(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
     def shim(self, path: str) -> None:
-        """Put a tmpfs over host-backed directory ``path`` that shows the same entries, so it can gain new ones."""
+        """Put a tmpfs over directory ``path`` that shows the same entries, so that it can gain new ones."""
         target = self.real(path)
         st = os.stat(target)
         self._stages += 1
         stage = self.real(f"/.localkube-stage-{self._stages}")
         os.mkdir(stage, 0o700)
         mount(target, stage, None, MS_BIND | MS_REC)
+        kinds = {name: self.kind(posixpath.join(path, name)) for name in os.listdir(stage)}
         mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={stat.S_IMODE(st.st_mode):o}")
+        self._mounted(path, SYNTHETIC)
         try:
             os.chown(target, st.st_uid, st.st_gid)
         except OSError:
             pass  # an owner that is not mapped into our user namespace: root-owned is close enough
-        for name in os.listdir(stage):
+        for name, kind in kinds.items():
             source, entry = os.path.join(stage, name), os.path.join(target, name)
             mode = os.lstat(source).st_mode
             if stat.S_ISLNK(mode):
                 os.symlink(os.readlink(source), entry)
-            elif stat.S_ISDIR(mode):
-                os.mkdir(entry, 0o755)
-                mount(source, entry, None, MS_BIND | MS_REC)
-            else:
-                os.close(os.open(entry, os.O_WRONLY | os.O_CREAT, 0o644))
-                mount(source, entry, None, MS_BIND)
+                continue
+            self._create(posixpath.join(path, name), directory=stat.S_ISDIR(mode))
+            mount(source, entry, None, MS_BIND | MS_REC if stat.S_ISDIR(mode) else MS_BIND)
+            self.mounts[posixpath.join(path, name)] = kind
         umount(stage)
         os.rmdir(stage)
-        self.synthetic.add(path)
-
-    def _covered(self, path: str) -> None:
-        # Whatever was synthetic at or below a new mount point is hidden by it now.
-        prefix = path.rstrip("/") + "/"
-        self.synthetic = {p for p in self.synthetic if p != path and not p.startswith(prefix)}
 
     def mount_root(self) -> None:
         mount("tmpfs", self.root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
-        self.synthetic.add("/")
+        self.mounts = {"/": SYNTHETIC}
 
     def bind_host(self, skip: Sequence[str] = ("tmp",)) -> None:
         names = sorted(os.listdir("/"))
@@ -215,25 +235,24 @@ class View:
             mode = os.lstat(host).st_mode
             if stat.S_ISLNK(mode):
                 os.symlink(os.readlink(host), inside)
-            elif stat.S_ISDIR(mode):
-                os.mkdir(inside, 0o755)
-                mount(host, inside, None, MS_BIND | MS_REC)
-            elif stat.S_ISREG(mode):
-                os.close(os.open(inside, os.O_WRONLY | os.O_CREAT, 0o644))
-                mount(host, inside, None, MS_BIND)
+            elif stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                self._create(host, directory=stat.S_ISDIR(mode))
+                mount(host, inside, None, MS_BIND | MS_REC if stat.S_ISDIR(mode) else MS_BIND)
+                self.mounts[host] = IMAGE
 
     def private_tmp(self, source: str) -> None:
         inside = self.real("/tmp")
         os.mkdir(inside)
         os.chmod(inside, 0o1777)
         mount(source, inside, None, MS_BIND | MS_REC)
+        self._mounted("/tmp", VOLUME)
 
     def hide(self, path: str) -> None:
         current, missing = self.walk(path)
         if missing or current == "/" or not os.path.isdir(self.real(current)):
             return  # nothing there to hide (hidden paths are host folders)
         mount("tmpfs", self.real(current), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=4k")
-        self._covered(current)
+        self._mounted(current, HIDDEN)
 
     def bind_volume(self, source: str, path: str, read_only: bool) -> None:
         if view_path(path) == "/":
@@ -245,7 +264,7 @@ class View:
         mount(source, self.real(inside), None, MS_BIND | MS_REC)
         if read_only:
             remount_read_only(self.real(inside))
-        self._covered(inside)
+        self._mounted(inside, VOLUME)
 
     def build(self, plan: Mapping[str, Any]) -> str:
         """Build the whole view from a plan (see runtime.py); return the working directory inside it."""
