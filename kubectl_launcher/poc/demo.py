@@ -210,7 +210,7 @@ class Demo:
 
     def _unpullable_image(self) -> str:
         if self.cluster is not None:
-            self.cluster.faults.unpullable_image(UNPULLABLE_IMAGE)
+            self.cluster.faults.make_unpullable(UNPULLABLE_IMAGE)
         self.say(f"--break image: the job image {UNPULLABLE_IMAGE} cannot be pulled")
         return UNPULLABLE_IMAGE
 
