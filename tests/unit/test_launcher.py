@@ -207,6 +207,7 @@ def job_meta(**k8s: Any) -> dict[str, Any]:
 def make_launcher(
     cluster: FakeCluster, root: Path, cls: type[K8sJobLauncher] = ClientK8sJobLauncher, **kw: Any
 ) -> K8sJobLauncher:
+    kw.setdefault("workspace_transfer", False)
     return cls(str(root.parent.parent / "kubeconfig"), namespace="nvflare", runner=cluster, sleep=lambda s: None, **kw)
 
 
@@ -412,6 +413,7 @@ def test_workspace_transfer_adds_its_containers_and_leaves_the_main_one_as_upstr
     with_transfer = moved.pods[POD]["spec"]
     without = plain.pods[POD]["spec"]
     assert with_transfer["containers"][0] == without["containers"][0]
+    assert "initContainers" not in without and len(without["containers"]) == 1
     assert [c["name"] for c in with_transfer["initContainers"]] == ["kubectl-launcher-init"]
     assert [c["name"] for c in with_transfer["containers"][1:]] == ["kubectl-launcher-keeper"]
 
