@@ -279,6 +279,19 @@ class View:
         return workdir
 
 
+def _default_signals() -> None:
+    # A container starts with default signal handling, as runc gives it. Ignored signals and the signal mask
+    # survive exec, and ours come from Python (which ignores SIGPIPE and SIGXFSZ) and from whatever started
+    # the kubelet (a shell script's background job ignores SIGINT).
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # signals the C library reserves for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def _report(status_fd: int, stage: str, exc: BaseException) -> None:
     err = exc.errno if isinstance(exc, OSError) and exc.errno else 0
     message = str(exc)
@@ -320,9 +333,7 @@ def main(argv: Sequence[str]) -> int:
     except Exception as exc:
         _report(status_fd, "view", exc)
         return 1
-    # Python ignores SIGPIPE and SIGXFSZ for itself; an ignored signal survives exec, a container must not inherit it.
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
+    _default_signals()
     argv_out: list[str] = plan["argv"]
     try:
         os.execvpe(argv_out[0], argv_out, plan["env"])

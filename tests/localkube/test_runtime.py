@@ -280,8 +280,11 @@ except SandboxUnavailable as exc:
     sys.exit(0)
 for name in ("tmp", "vol"):
     os.mkdir(os.path.join(root, name))
-spec = ContainerSpec(("sh", "-c", "id -u; echo hi > /vol/f; ls -A /tmp | wc -l"), {}, "/vol",
-                     (Mount(os.path.join(root, "vol"), "/vol"),), (), os.path.join(root, "tmp"))
+os.makedirs(os.path.join(root, "conf"))
+script = "id -u; echo hi > /vol/f; ls -A /tmp | wc -l; { touch /vol/conf/x; } 2>/dev/null || echo read-only"
+spec = ContainerSpec(("sh", "-c", script), {}, "/vol",
+                     (Mount(os.path.join(root, "vol"), "/vol"), Mount(os.path.join(root, "conf"), "/vol/conf", True)),
+                     (), os.path.join(root, "tmp"))
 async def main():
     container = await runtime.start(spec, os.path.join(root, "log"))
     print("PID", container.pid, flush=True)
@@ -312,7 +315,8 @@ def test_a_normal_user_gets_a_user_namespace_or_one_clear_message() -> None:
             assert "unprivileged user namespaces" in result.stdout
             return
         lines = result.stdout.splitlines()
-        assert lines[1:] == ["EXIT 0", "LOG ['0', '0']"], result.stdout  # root inside its user namespace
+        # root inside its user namespace, a private /tmp, a read-only volume nested in a writable one
+        assert lines[1:] == ["EXIT 0", "LOG ['0', '0', 'read-only']"], result.stdout
         assert Path(root, "vol", "f").read_text() == "hi\n"
         assert Path(root, "vol", "f").stat().st_uid == 65534  # ... and nobody on the host
         pid = int(lines[0].split()[1])
@@ -323,8 +327,9 @@ def test_a_normal_user_gets_a_user_namespace_or_one_clear_message() -> None:
         assert root not in f.read()
 
 
-@pytest.mark.parametrize("signal_number, code", [(signal.SIGKILL, 137), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGKILL, 137), (signal.SIGINT, 130), (signal.SIGPIPE, 141)])
 def test_a_container_killed_by_a_signal_reports_128_plus_the_signal(pod: Pod, signal_number: int, code: int) -> None:
+    # SIGINT and SIGPIPE also check that the container does not inherit ignored signals from its kubelet
     async def scenario() -> int:
         container = await pod.start("sleep", "60")
         os.kill(container.pid, signal_number)
