@@ -142,7 +142,8 @@ def _join(a: str, b: str) -> str:
 
 def _link_or_copy(src: str, dst: str) -> None:
     try:
-        os.link(src, dst, follow_symlinks=True)
+        # Linux link(2) links the symlink itself whatever follow_symlinks says: resolve it first
+        os.link(os.path.realpath(src), dst)
     except OSError as e:
         if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
             raise

@@ -1,0 +1,469 @@
+"""transfer.py driven through the kubectl seam by a scripted fake Runner that stands in for one pod."""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import shutil
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubectl_launcher import archive, transfer
+from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
+from kubectl_launcher.kubectl import CommandResult, Kubectl
+
+WMP = "/var/tmp/nvflare/workspace"
+JOB = "3f1b6a2e-0c1d-4f7e-9a55-7d1e2c3b4a5f"
+POD = "site-1-3f1b6a2e"
+
+
+class FakePod:
+    """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.ws = root / "pod-ws"
+        self.ctl = root / "pod-ctl"
+        self.ws.mkdir()
+        self.ctl.mkdir()
+        self.calls: list[tuple[str, ...]] = []
+        #: kind ("cp", "tar", "list", "prepare", "place", "lease", "release") -> results to give instead
+        self.faults: dict[str, list[CommandResult]] = {}
+        self.tar_override: Callable[[str], None] | None = None
+
+    def local(self, pod_path: str) -> Path:
+        for prefix, base in ((transfer.CONTROL_PATH, self.ctl), (WMP, self.ws)):
+            if pod_path == prefix or pod_path.startswith(prefix + "/"):
+                return base / pod_path[len(prefix) :].lstrip("/")
+        raise AssertionError(f"path outside the pod's volumes: {pod_path}")
+
+    def kinds(self) -> list[str]:
+        return [self._kind(a) for a in self.calls]
+
+    @staticmethod
+    def _kind(args: Sequence[str]) -> str:
+        if args[0] == "cp":
+            return "cp"
+        assert args[0] == "exec" and args[2] == "--container" and args[4] == "--", args
+        if args[5] == "tar":
+            return "tar"
+        script = args[7]
+        for kind, text in (
+            ("list", transfer.LIST_SCRIPT),
+            ("prepare", transfer.PREPARE_SCRIPT),
+            ("place", transfer.PLACE_SCRIPT),
+            ("lease", transfer.LEASE_SCRIPT),
+            ("release", transfer.RELEASE_SCRIPT),
+        ):
+            if script == text:
+                return kind
+        raise AssertionError(f"unexpected script: {script!r}")
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None,
+        env: Mapping[str, str],
+        timeout: float,
+        stdout_path: str | None,
+    ) -> CommandResult:
+        args = tuple(argv[argv.index("--request-timeout") + 2 :])
+        self.calls.append(args)
+        kind = self._kind(args)
+        if self.faults.get(kind):
+            result = self.faults[kind].pop(0)
+            if stdout_path:
+                Path(stdout_path).write_bytes(b"")
+            return CommandResult(tuple(argv), result.returncode, "", result.stderr)
+        getattr(self, f"_{kind}")(args, stdout_path)
+        return CommandResult(tuple(argv), 0)
+
+    def _cp(self, args: tuple[str, ...], _: str | None) -> None:
+        src, dest = args[3], args[4]
+        assert dest.startswith(f"{POD}:")
+        target = self.local(dest.split(":", 1)[1])
+        assert not target.exists(), "the destination must be fresh, or kubectl cp nests"
+        shutil.copytree(src, target, symlinks=True)
+
+    def _list(self, args: tuple[str, ...], stdout_path: str | None) -> None:
+        tree = archive.scan_tree(str(self.local(args[9])))
+        lines = [f"entries {len(tree.entries)}", "sha256"]
+        lines += [f"{e.sha256}  ./{rel}" for rel, e in tree.entries.items() if e.kind == "f"]
+        assert stdout_path
+        Path(stdout_path).write_bytes(("\n".join(lines) + "\n").encode())
+
+    def _prepare(self, args: tuple[str, ...], _: str | None) -> None:
+        for p in self.ws.glob(transfer.STAGE_PREFIX + "*"):
+            shutil.rmtree(p)
+        (self.local(args[10]) / "lease").write_text(args[11])
+
+    def _place(self, args: tuple[str, ...], _: str | None) -> None:
+        stage, ctl = self.local(args[10]), self.local(args[11])
+        for name in args[12:]:
+            if (stage / name).exists():
+                shutil.rmtree(self.ws / name, ignore_errors=True)
+                (stage / name).rename(self.ws / name)
+        shutil.rmtree(stage)
+        (ctl / "delivered").touch()
+
+    def _lease(self, args: tuple[str, ...], _: str | None) -> None:
+        (self.local(args[9]) / "lease").write_text(args[10])
+
+    def _release(self, args: tuple[str, ...], _: str | None) -> None:
+        (self.local(args[9]) / "released").touch()
+
+    def _tar(self, args: tuple[str, ...], stdout_path: str | None) -> None:
+        assert stdout_path and args[8:] == ("-C", f"{WMP}/{JOB}", ".")
+        if self.tar_override is not None:
+            self.tar_override(stdout_path)
+            return
+        with tarfile.open(stdout_path, "w", format=tarfile.GNU_FORMAT) as tf:
+            tf.add(self.local(args[9]), arcname=".")
+
+
+def _pod(
+    init: str | None, main: str | None = None, keeper: str | None = None, phase: str = "Pending"
+) -> dict[str, Any]:
+    def st(name: str, state: str | None, code: int = 0) -> dict[str, Any]:
+        body: dict[str, Any] = {} if state != "terminated" else {"exitCode": code}
+        return {"name": name, "state": {state: body} if state else {"waiting": {"reason": "PodInitializing"}}}
+
+    return {
+        "metadata": {"name": POD, "namespace": "nvflare"},
+        "status": {
+            "phase": phase,
+            "initContainerStatuses": [st(transfer.INIT_CONTAINER, init)],
+            "containerStatuses": [st("main", main), st(transfer.KEEPER_CONTAINER, keeper)],
+        },
+    }
+
+
+def _manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.example/nvflare-job:2.9",
+                    "imagePullPolicy": "Always",
+                    "securityContext": {"runAsNonRoot": True},
+                    "volumeMounts": [
+                        {"name": "workspace-job", "mountPath": WMP},
+                        {"name": "startup-kit", "mountPath": f"{WMP}/startup"},
+                    ],
+                }
+            ],
+            "volumes": [{"name": "workspace-job", "emptyDir": {}}, {"name": "startup-kit", "secret": {}}],
+        },
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    ws = tmp_path / "site"
+    (ws / "local/custom").mkdir(parents=True)
+    (ws / "local/resources.json").write_text('{"components": []}')
+    (ws / "local/study_data.yaml").write_text("not for the pod")
+    (ws / JOB / "app_site-1/config").mkdir(parents=True)
+    (ws / JOB / "app_site-1/config/config_fed_client.json").write_text("{}")
+    (ws / JOB / "meta.json").write_text('{"name": "hello"}')
+    (ws / JOB / "kubectl-launcher").mkdir()
+    (ws / JOB / "kubectl-launcher/manifest.json").write_text("ours")
+    (ws / "startup").mkdir()
+    (ws / "startup/client.key").write_text("PRIVATE")
+    return ws
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> FakePod:
+    return FakePod(tmp_path)
+
+
+def _transfer(site: Path, clock: Clock, **settings: Any) -> transfer.WorkspaceTransfer:
+    s = transfer.TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
+    t = transfer.WorkspaceTransfer(str(site), JOB, WMP, s, clock=clock, sleep=lambda _: None)
+    t.decorate(_manifest(), "main")
+    return t
+
+
+def _kubectl(pod: FakePod) -> Kubectl:
+    return Kubectl(namespace="nvflare", runner=pod, retries=0, sleep=lambda _: None)
+
+
+def _snapshot(root: Path) -> dict[str, bytes | str | None]:
+    out: dict[str, bytes | str | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            out[str(p.relative_to(root))] = os.readlink(p) if p.is_symlink() else None if p.is_dir() else p.read_bytes()
+    return out
+
+
+def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(site: Path) -> None:
+    t = transfer.WorkspaceTransfer(str(site), JOB, WMP)
+    manifest = _manifest()
+    main_before = copy.deepcopy(manifest["spec"]["containers"][0])
+    t.decorate(manifest, "main")
+    spec = manifest["spec"]
+    assert spec["containers"][0] == main_before
+    init, keeper = spec["initContainers"][0], spec["containers"][1]
+    assert (init["name"], keeper["name"]) == (transfer.INIT_CONTAINER, transfer.KEEPER_CONTAINER)
+    for c in (init, keeper):
+        assert c["image"] == "registry.example/nvflare-job:2.9"
+        assert c["imagePullPolicy"] == "Always"
+        assert c["securityContext"] == {"runAsNonRoot": True}
+        assert c["command"][:3] == ["sh", "-c", transfer.WAIT_SCRIPT]
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, transfer.CONTROL_PATH}
+    assert init["command"][-3:] == ["delivered", "1800", "1"]
+    assert keeper["command"][-3:] == ["released", "900", "0"]
+    assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
+    assert {"name": transfer.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
+    decorated = copy.deepcopy(manifest)
+    t.decorate(manifest, "main")
+    assert manifest == decorated
+
+
+def test_decorate_uses_the_configured_image_and_resources(site: Path) -> None:
+    s = transfer.TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
+    manifest = _manifest()
+    transfer.WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
+    init = manifest["spec"]["initContainers"][0]
+    assert (init["image"], init["resources"]) == ("busybox:1.36", {"requests": {"cpu": "1"}})
+
+
+def test_decorate_refuses_a_pod_without_the_workspace_volume(site: Path) -> None:
+    manifest = _manifest()
+    manifest["spec"]["containers"][0]["volumeMounts"] = []
+    with pytest.raises(ConfigError, match="workspace_mount_path"):
+        transfer.WorkspaceTransfer(str(site), JOB, WMP).decorate(manifest, "main")
+
+
+def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path, pod: FakePod) -> None:
+    clock = Clock()
+    t = _transfer(site, clock, lease_interval=30)
+    kubectl = _kubectl(pod)
+
+    t.advance(kubectl, _pod(None))  # init still being created: nothing to do
+    assert pod.calls == []
+    t.advance(kubectl, _pod("running"))
+    assert pod.kinds() == ["prepare", "cp", "list", "place"]
+    assert t.delivered and (pod.ctl / "delivered").exists()
+    assert (pod.ws / "local/resources.json").read_text() == '{"components": []}'
+    assert not (pod.ws / "local/study_data.yaml").exists()
+    assert not (pod.ws / JOB / "kubectl-launcher").exists()
+    assert not (pod.ws / "startup").exists()
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+    assert not list(pod.ws.glob(transfer.STAGE_PREFIX + "*"))
+    assert not (site / JOB / "kubectl-launcher/outbox").exists()
+
+    pod.calls.clear()
+    running = _pod("terminated", "running", "running", "Running")
+    t.advance(kubectl, running)
+    t.advance(kubectl, running)
+    clock.now += 31
+    t.advance(kubectl, running)
+    assert pod.kinds() == ["lease", "lease"]
+    assert not t.finished
+
+    (pod.ws / JOB / "results").mkdir()
+    (pod.ws / JOB / "results/model ü.bin").write_bytes(b"\x00weights" * 1000)
+    (pod.ws / JOB / "results/empty").mkdir()
+    (pod.ws / JOB / "meta.json").write_text("changed by the job")
+    (pod.ws / JOB / "kubectl-launcher").mkdir()
+    (pod.ws / JOB / "kubectl-launcher/manifest.json").write_text("the job's")
+    pod.calls.clear()
+    t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert pod.kinds() == ["list", "tar", "release"]
+    assert t.finished and t.collected and t.error is None
+    assert (site / JOB / "results/model ü.bin").read_bytes() == b"\x00weights" * 1000
+    assert (site / JOB / "results/empty").is_dir()
+    assert (site / JOB / "meta.json").read_text() == "changed by the job"
+    assert (site / JOB / "kubectl-launcher/manifest.json").read_text() == "ours"
+    assert not (site / JOB / "kubectl-launcher/incoming").exists()
+    assert (pod.ctl / "released").exists()
+    pod.calls.clear()
+    t.advance(kubectl, _pod("terminated", "terminated", "terminated", "Succeeded"))
+    assert pod.calls == []
+
+
+def test_a_failed_copy_is_retried_into_a_fresh_staging_folder(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    pod.faults["cp"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")]
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["prepare", "cp", "prepare", "cp", "list", "place"]
+    stages = [a[4].split(":", 1)[1] for a in pod.calls if a[0] == "cp"]
+    assert stages == [f"{WMP}/{transfer.STAGE_PREFIX}1", f"{WMP}/{transfer.STAGE_PREFIX}2"]
+    assert t.delivered
+
+
+def test_a_pod_without_tar_is_reported_naming_the_image(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    no_tar = (
+        'OCI runtime exec failed: exec failed: unable to start container process: exec: "tar": '
+        "executable file not found in $PATH: unknown\ncommand terminated with exit code 126"
+    )
+    pod.faults["cp"] = [CommandResult(("kubectl",), 126, "", no_tar)]
+    with pytest.raises(TransferError, match=r"registry.example/nvflare-job:2.9.*has no tar"):
+        t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["prepare", "cp"]  # not retried: it cannot get better
+
+
+def test_an_init_container_that_found_no_tar_is_reported_naming_the_image(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    status = _pod("terminated", phase="Failed")
+    status["status"]["initContainerStatuses"][0]["state"]["terminated"] = {
+        "exitCode": 127,
+        "message": "kubectl-launcher: this image has no tar; kubectl cp needs it in the container",
+    }
+    with pytest.raises(TransferError, match=r"registry\.example/nvflare-job:2\.9"):
+        t.advance(_kubectl(pod), status)
+    assert t.finished and isinstance(t.error, TransferError)
+
+
+def _deliver(t: transfer.WorkspaceTransfer, pod: FakePod) -> Kubectl:
+    kubectl = _kubectl(pod)
+    t.advance(kubectl, _pod("running"))
+    pod.calls.clear()
+    return kubectl
+
+
+def test_a_collection_that_keeps_failing_keeps_the_pod_and_names_the_recovering_command(
+    site: Path, pod: FakePod
+) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    before = _snapshot(site)
+    pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 3
+    with pytest.raises(TransferError) as err:
+        t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert pod.kinds() == ["list", "tar"] * 3  # no release: the keeper holds the results
+    expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {transfer.KEEPER_CONTAINER} "
+    assert t.recovery_command is not None and t.recovery_command.startswith(expected)
+    assert t.recovery_command in str(err.value)
+    script = site / JOB / "kubectl-launcher/recover-results.sh"
+    assert t.recovery_command in script.read_text()
+    after = _snapshot(site)
+    del after[f"{JOB}/kubectl-launcher/recover-results.sh"]
+    assert after == before
+    pod.calls.clear()
+    t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert pod.calls == []  # no lease any more: the keeper ends by itself
+
+
+def test_a_truncated_stream_is_retried_and_never_presented_as_complete(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    (pod.ws / JOB / "big.bin").write_bytes(os.urandom(100_000))
+    real = pod._tar
+
+    def cut_short(path: str) -> None:
+        pod.tar_override = None
+        real(("exec", POD, "--container", "k", "--", "tar", "cf", "-", "-C", f"{WMP}/{JOB}", "."), path)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+
+    pod.tar_override = cut_short
+    t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert pod.kinds() == ["list", "tar", "list", "tar", "release"]
+    assert (site / JOB / "big.bin").read_bytes() == (pod.ws / JOB / "big.bin").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        ("l", "passwd", "/etc/passwd"),
+        ("f", "../escape", b"x"),
+        ("f", "/abs-escape", b"x"),
+        ("h", "pw", "/etc/passwd"),
+        ("c", "null", b""),
+    ],
+)
+def test_hostile_results_are_refused_and_nothing_outside_the_job_folder_changes(
+    site: Path, pod: FakePod, member: tuple[str, str, bytes | str]
+) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    sentinel = site.parent / "outside"
+    sentinel.mkdir()
+    (sentinel / "victim").write_text("untouched")
+    before_job = _snapshot(site / JOB)
+    before_all = _snapshot(site.parent)
+
+    def hostile(path: str) -> None:
+        with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
+            kind, name, data = member
+            info = tarfile.TarInfo(name)
+            body = None
+            if kind == "f":
+                assert isinstance(data, bytes)
+                info.size, body = len(data), io.BytesIO(data)
+            elif kind == "l":
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+            elif kind == "h":
+                info.type, info.linkname = tarfile.LNKTYPE, str(data)
+            else:
+                info.type = tarfile.CHRTYPE
+            tf.addfile(info, body)
+
+    pod.tar_override = hostile
+    with pytest.raises(TransferError) as err:
+        t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert isinstance(err.value.__cause__, UnsafeArchiveError)
+    assert pod.kinds() == ["list", "tar"]  # refused at once, not retried, pod kept
+    after_job = _snapshot(site / JOB)
+    del after_job["kubectl-launcher/recover-results.sh"]
+    assert after_job == before_job
+    after_all = {k: v for k, v in _snapshot(site.parent).items() if not k.startswith(f"site/{JOB}")}
+    assert after_all == {k: v for k, v in before_all.items() if not k.startswith(f"site/{JOB}")}
+    assert not Path("/abs-escape").exists()
+
+
+def test_a_keeper_that_ended_before_collection_is_an_error(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    with pytest.raises(TransferError, match="keeper"):
+        t.advance(kubectl, _pod("terminated", "terminated", "terminated", "Failed"))
+    assert pod.calls == []
+
+
+def test_a_pod_that_fails_before_its_init_container_runs_has_nothing_to_collect(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod(None, phase="Failed"))
+    assert t.finished and t.error is None and pod.calls == []
+
+
+def test_settings_are_checked_and_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="nonsense"):
+        transfer.TransferSettings.from_mapping({"nonsense": 1})
+    with pytest.raises(ConfigError, match="lease_interval"):
+        transfer.TransferSettings(keep_timeout=30, lease_interval=20)
+    with pytest.raises(ConfigError, match="keep_timeout"):
+        transfer.TransferSettings(keep_timeout=2)
+    s = transfer.TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
+    assert (s.image, s.keep_timeout) == ("busybox", 60)
+
+
+def test_local_excludes_follow_upstream_and_the_pod_templates_it_names(tmp_path: Path) -> None:
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local/study_runtime.yaml").write_text("studies:\n  a:\n    pod_template: templates/a.yaml\n")
+    got = transfer.local_excludes(
+        str(tmp_path), [f"{WMP}/local/legacy.yaml", str(tmp_path / "local/other.yaml"), "/elsewhere/x"], WMP
+    )
+    assert got == {"study_data.yaml", "study_runtime.yaml", "templates/a.yaml", "legacy.yaml", "other.yaml"}
