@@ -1,0 +1,95 @@
+"""Shared fixtures: the kubectl under test and a local cluster (kubectl_launcher.localkube) for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from kubectl_launcher.localkube.testing import (
+    DEFAULT_VERSION,
+    ENV_KUBECTL,
+    find_kubectl,
+    kubectl_env,
+    minor_from_name,
+    running_cluster,
+)
+
+RunKubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="session")
+def kubectl_path() -> str:
+    path = find_kubectl()
+    if path is None:
+        pytest.fail(f"no kubectl: set {ENV_KUBECTL}, or install kubectl (1.29 or newer) on PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
+def kubectl_version(kubectl_path: str) -> str:
+    """The minor version ("1.32") of the kubectl under test; clusters report the same one."""
+    named = minor_from_name(kubectl_path)
+    if named:
+        return named
+    out = subprocess.run(
+        [kubectl_path, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60, check=False
+    )
+    try:
+        client = json.loads(out.stdout)["clientVersion"]
+        return f"{client['major']}.{client['minor'].rstrip('+')}"
+    except (ValueError, KeyError):
+        return DEFAULT_VERSION
+
+
+@pytest.fixture
+def local_cluster_factory(tmp_path: Any, kubectl_version: str) -> Iterator[Callable[..., Any]]:
+    """make(**LocalCluster kwargs) -> a started cluster; all are stopped (and checked clean) afterwards."""
+    with_stack: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("version", kubectl_version)
+        cm = running_cluster(str(tmp_path / f"cluster{len(with_stack)}"), **kwargs)
+        cluster = cm.__enter__()
+        with_stack.append(cm)
+        return cluster
+
+    yield make
+    for cm in reversed(with_stack):
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def local_cluster(local_cluster_factory: Callable[..., Any]) -> Any:
+    """A started LocalCluster (its own kubeconfig and kubectl cache), stopped afterwards with a check that
+    no pod process, mount or pod directory is left."""
+    return local_cluster_factory()
+
+
+@pytest.fixture
+def run_kubectl(kubectl_path: str) -> RunKubectl:
+    """run_kubectl(cluster, *args, stdin=None, kubectl=None, env=None, timeout=60) -> CompletedProcess[str]."""
+
+    def run(
+        cluster: Any,
+        *args: str,
+        stdin: str | None = None,
+        kubectl: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [kubectl or kubectl_path, "--cache-dir", cluster.cache_dir, *args]
+        return subprocess.run(
+            argv,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=kubectl_env(cluster, env),
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
