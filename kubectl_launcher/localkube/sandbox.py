@@ -33,6 +33,9 @@ over it, and each of its entries is bound back (directories recursively, so moun
 symlinks are recreated). The view then shows the same ``/var/tmp`` plus a synthetic ``nvflare`` directory, and
 the host's ``/var/tmp`` is untouched. The cost is one bind per entry of that one directory; a file the container
 creates directly in a shimmed directory lands in the tmpfs (like a container's writable layer), not on the host.
+A shim of a read-only directory is remounted read-only once its new entries exist. (An overlayfs over the
+directory would be one mount instead of one per entry, but overlayfs does not show the mounts below its lower
+directory — earlier volumes would vanish — and unprivileged overlay mounts need Linux 5.11.)
 """
 
 from __future__ import annotations
@@ -169,18 +172,17 @@ class View:
         if ".." in missing:
             raise OSError(errno.EINVAL, f"'..' after a missing directory in {path}")
         missing = [name for name in missing if name != "."]
-        if self.kind(current) not in _CREATABLE:
-            self.shim(current)
+        parent = current
+        read_only = bool(os.statvfs(self.real(parent)).f_flag & MS_RDONLY)  # ST_RDONLY has the same value
+        if read_only or self.kind(parent) not in _CREATABLE:
+            # Image and hidden directories are the host's; a read-only volume cannot take a mount point.
+            self.shim(parent)
         for index, name in enumerate(missing):
             child = posixpath.join(current, name)
-            try:
-                self._create(child, directory=directory or index < len(missing) - 1)
-            except OSError as exc:
-                if exc.errno != errno.EROFS:
-                    raise
-                self.shim(current)  # a read-only volume: the new mount point lives in a tmpfs instead
-                self._create(child, directory=directory or index < len(missing) - 1)
+            self._create(child, directory=directory or index < len(missing) - 1)
             current = child
+        if read_only:
+            remount_read_only(self.real(parent))  # the shim stays as read-only as what it stands for
         return current
 
     def _create(self, path: str, *, directory: bool) -> None:
@@ -334,6 +336,7 @@ def main(argv: Sequence[str]) -> int:
         _report(status_fd, "view", exc)
         return 1
     _default_signals()
+    os.umask(0o022)  # runc's default, whatever the kubelet's own umask is
     argv_out: list[str] = plan["argv"]
     try:
         os.execvpe(argv_out[0], argv_out, plan["env"])

@@ -336,3 +336,19 @@ def test_a_container_killed_by_a_signal_reports_128_plus_the_signal(pod: Pod, si
         return await container.wait()
 
     assert asyncio.run(scenario()) == code
+
+
+def test_no_file_descriptor_is_left_open_by_start_exec_or_a_failed_start(pod: Pod) -> None:
+    async def scenario() -> None:
+        container = await pod.start("true")
+        await container.wait()
+        await pod.exec(["true"])
+        with pytest.raises(ContainerStartError):
+            await pod.start("no-such-program")
+        with pytest.raises(ContainerStartError):
+            await pod.runtime.exec(pod.spec("true"), ["no-such-program"])
+
+    asyncio.run(scenario())  # a first run: the probe and asyncio's own lazily opened descriptors
+    before = sorted(os.listdir("/proc/self/fd"))
+    asyncio.run(scenario())
+    assert sorted(os.listdir("/proc/self/fd")) == before

@@ -258,3 +258,31 @@ def test_a_file_volume_is_mounted_on_a_file(box: Box, host_dir: Path) -> None:
 
     assert (code, log) == (0, "t0ken")
     assert os.listdir(host_dir) == []
+
+
+def test_mounts_nested_in_a_read_only_volume_or_a_hidden_path_leave_both_as_they_were(box: Box, host_dir: Path) -> None:
+    config = box.volume("config", {"a.conf": "A"})
+    inner = box.volume("inner", {"b": "B"})
+    hidden = host_dir / "site"
+    hidden.mkdir()
+    (hidden / "secret").write_text("S")
+    spec = box.spec(
+        f"cat /conf/a.conf /conf/sub/inner/b {hidden}/ws/b; echo; ls -A {hidden};"
+        " { touch /conf/new; } 2>/dev/null || echo conf-read-only;"
+        f" {{ touch {hidden}/new; }} 2>/dev/null || echo hidden-read-only;"
+        " echo w > /conf/sub/inner/written",
+        mounts=[
+            Mount(str(config), "/conf", read_only=True),
+            Mount(str(inner), "/conf/sub/inner"),
+            Mount(str(inner), f"{hidden}/ws", read_only=True),
+        ],
+        hidden=[str(hidden)],
+    )
+
+    code, log = box.run(spec)
+
+    assert code == 0, log
+    assert log.splitlines() == ["ABB", "ws", "conf-read-only", "hidden-read-only"]
+    assert sorted(os.listdir(config)) == ["a.conf"]  # no mount point made in a read-only volume
+    assert sorted(os.listdir(hidden)) == ["secret"]
+    assert (inner / "written").read_text() == "w\n"
