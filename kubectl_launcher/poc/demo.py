@@ -19,7 +19,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubectl_launcher.poc.deployment import CLIENTS, SERVER, SITES, DeploymentError, K8sLauncherSettings, PocDeployment
+from kubectl_launcher.poc.deployment import (
+    CLIENTS,
+    DOUBLE_CAPACITY,
+    SERVER,
+    SITES,
+    DeploymentError,
+    K8sLauncherSettings,
+    PocDeployment,
+)
 from kubectl_launcher.poc.flow import JobFailed, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.report import (
@@ -204,7 +212,9 @@ class Demo:
         from kubectl_launcher.localkube import LocalCluster
 
         # Job pods must see their workspace only through kubectl cp, as on a real cluster.
-        self.cluster = LocalCluster(str(self.root / "localkube"), hidden_paths=[str(dep.prod_dir)]).start()
+        self.cluster = LocalCluster(
+            str(self.root / "localkube"), hidden_paths=[str(dep.prod_dir)], capacity=DOUBLE_CAPACITY
+        ).start()
         self.say(f"local API double up: {self.cluster.url} (kubeconfig {self.cluster.kubeconfig_path})")
         return str(self.cluster.kubeconfig_path)
 

@@ -60,6 +60,11 @@ class K8sLauncherSettings:
         return {"id": "k8s_launcher", "path": K8S_LAUNCHERS[_role(site)], "args": args}
 
 
+#: Node capacity the demo and e2e give the API double: three job pods each ask for upstream's 1Gi
+#: of ephemeral storage, which the double's default node does not list.
+DOUBLE_CAPACITY = {"cpu": "4", "memory": "16Gi", "ephemeral-storage": "20Gi"}
+
+
 def _role(site: str) -> str:
     return SERVER if site == SERVER else "client"
 

@@ -168,7 +168,8 @@ def run_job(
         time.sleep(0.5)
     wall_time = time.monotonic() - started
     outcome = JobOutcome(job_id=job_id, status=status, wall_time=wall_time, meta=meta)
-    outcome.result_dir = collect_results(dep, job_id)
+    # A job that never ran may have no workspace archive at all: do not wait long for it.
+    outcome.result_dir = collect_results(dep, job_id, timeout=30.0 if status == COMPLETED else 5.0)
     if outcome.result_dir is not None:
         # The job store's copy of the server log is complete, whichever launcher ran the server job.
         for r in rounds.feed((outcome.result_dir / "log.txt").read_text(errors="replace")):

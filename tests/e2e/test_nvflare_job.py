@@ -13,7 +13,7 @@ import pytest
 
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, uuid4_to_rfc1123
-from kubectl_launcher.poc.deployment import CLIENTS, SITES, K8sLauncherSettings, PocDeployment
+from kubectl_launcher.poc.deployment import CLIENTS, DOUBLE_CAPACITY, SITES, K8sLauncherSettings, PocDeployment
 from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.report import journal_entries, site_journal
@@ -60,7 +60,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
     root = tmp_path_factory.mktemp("e2e")
     kubectl_bin = _kubectl_binary()
     dep = PocDeployment(root / "nvflare")
-    cluster = LocalCluster(str(root / "localkube"), hidden_paths=[str(dep.prod_dir)]).start()
+    cluster = LocalCluster(str(root / "localkube"), hidden_paths=[str(dep.prod_dir)], capacity=DOUBLE_CAPACITY).start()
     watcher: PodWatcher | None = None
     try:
         dep.prepare()
