@@ -15,6 +15,11 @@ What a kubelet sees, as with containerd + runc:
   volume directories. A program that cannot be started raises :class:`ContainerStartError` with exit code 126
   and the message runc prints for ``exec``.
 
+There is no PID namespace, on purpose: a program that is PID 1 of its namespace ignores a SIGTERM it has no
+handler for, so every delete of a ``sleep`` pod would wait out its whole grace period. The process group stands
+in for the container instead; a process that leaves it (``setsid``, a double-forked daemon) escapes kill().
+An exec'd process leads its own process group too: stop it with ``os.killpg(process.pid, signal.SIGKILL)``.
+
 The view itself is built by ``sandbox.py``, run as a stand-alone script inside ``unshare``; this module hands it
 the plan through a pipe (the env may hold secrets: never argv, never a file) and learns through a second,
 close-on-exec pipe whether the exec happened.

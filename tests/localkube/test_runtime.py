@@ -352,3 +352,30 @@ def test_no_file_descriptor_is_left_open_by_start_exec_or_a_failed_start(pod: Po
     before = sorted(os.listdir("/proc/self/fd"))
     asyncio.run(scenario())
     assert sorted(os.listdir("/proc/self/fd")) == before
+
+
+def test_containers_started_together_each_get_their_own_view(pod: Pod) -> None:
+    volumes = [pod.base / f"vol-{i}" for i in range(4)]
+
+    async def one(i: int) -> int:
+        volumes[i].mkdir()
+        spec = ContainerSpec(
+            argv=("sh", "-c", f"echo {i} > /ws/id; ls /ws"),
+            env={},
+            working_dir="/ws",
+            mounts=(Mount(str(volumes[i]), "/ws"),),
+            hidden_paths=(),
+            tmp_dir=str(pod.tmp),
+        )
+        container = await pod.runtime.start(spec, str(pod.base / f"log-{i}"))
+        pod.groups.add(container.pid)
+        return await container.wait()
+
+    async def scenario() -> list[int]:
+        return list(await asyncio.gather(*(one(i) for i in range(4))))
+
+    started = time.monotonic()
+    assert asyncio.run(scenario()) == [0, 0, 0, 0]
+    print(f"4 containers started and finished together in {time.monotonic() - started:.3f} s")
+    assert [(v / "id").read_text() for v in volumes] == ["0\n", "1\n", "2\n", "3\n"]
+    assert [(pod.base / f"log-{i}").read_text() for i in range(4)] == ["id\n"] * 4
