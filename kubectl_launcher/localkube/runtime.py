@@ -207,7 +207,10 @@ class ContainerRuntime:
             # unshare (or the python running sandbox.py) failed before the view was even started.
             detail = _cap(output().strip()) or f"exit code {returncode}"
             return ContainerStartError(f"{prefix}sandbox did not start: {detail}: unknown", exit_code=exec_code)
-        report = json.loads(status[2:] if status[1:2] == b"E" else b"{}")
+        try:
+            report = json.loads(status[2:]) if status[1:2] == b"E" else {}
+        except ValueError:  # sandbox.py died while reporting
+            report = {"message": _cap(status[2:].decode(errors="replace"))}
         err = int(report.get("errno", 0))
         if report.get("stage") == "exec":
             program = spec.argv[0]

@@ -268,6 +268,20 @@ def test_check_support_names_the_problem_and_the_fix_when_unshare_cannot_run(tmp
         asyncio.run(runtime.start(ContainerSpec(("true",), {}, "/", (), (), str(tmp_path)), str(tmp_path / "log")))
 
 
+def test_check_support_passes_on_what_unshare_said(tmp_path: Path) -> None:
+    # what unshare prints where the kernel refuses the namespace (seccomp, a sysctl, no CAP_SYS_ADMIN)
+    fake = tmp_path / "unshare"
+    fake.write_text("#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n")
+    fake.chmod(0o755)
+
+    with pytest.raises(SandboxUnavailable) as info:
+        ContainerRuntime(str(tmp_path / "state"), unshare=str(fake)).check_support()
+
+    message = str(info.value)
+    assert "`unshare -r -m --propagation private` failed: unshare: unshare failed: Operation not permitted" in message
+    assert message.count("\n") == 0  # one message, one line
+
+
 _AS_NOBODY = """
 import asyncio, os, sys
 from kubectl_launcher.localkube.runtime import ContainerRuntime, ContainerSpec, Mount, SandboxUnavailable
