@@ -11,7 +11,7 @@ import textwrap
 import time
 import uuid
 from argparse import Namespace
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,14 +56,16 @@ def no_kubernetes_client() -> Iterator[None]:
         sys.meta_path.remove(blocker)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(
-        str(tmp_path_factory.mktemp("cluster")), capacity={"cpu": "2", "memory": "8Gi", "ephemeral-storage": "100Gi"}
-    ) as c:
-        yield c
-        leftovers = c.leftovers()
-    assert leftovers == []
+@pytest.fixture
+def cluster(local_cluster_factory: Callable[..., LocalCluster]) -> LocalCluster:
+    # Upstream's pod always requests ephemeral storage; the double's node must offer some.
+    made: LocalCluster = local_cluster_factory(capacity={"cpu": "2", "memory": "8Gi", "ephemeral-storage": "100Gi"})
+    return made
+
+
+@pytest.fixture
+def make_site(cluster: LocalCluster, kubectl_path: str, tmp_path: Path) -> Callable[[str], Site]:
+    return lambda source: Site(tmp_path / SITE, cluster, source, kubectl_path)
 
 
 def module_source(exit_code: int, sleep: float = 0.0) -> str:
@@ -90,9 +92,10 @@ def module_source(exit_code: int, sleep: float = 0.0) -> str:
 class Site:
     """A client site's workspace with one deployed job whose custom folder holds the job module."""
 
-    def __init__(self, root: Path, cluster: LocalCluster, source: str) -> None:
+    def __init__(self, root: Path, cluster: LocalCluster, source: str, kubectl: str) -> None:
         self.root = root
         self.cluster = cluster
+        self.kubectl = kubectl
         self.job_id = str(uuid.uuid4())
         self.pod = job_pod_name(uuid4_to_rfc1123(self.job_id), SITE)
         startup = root / "startup"
@@ -137,6 +140,7 @@ class Site:
         return {"job_id": self.job_id, "launcher_spec": {"default": {"k8s": spec}}}
 
     def launcher(self, **kw: Any) -> ClientK8sJobLauncher:
+        kw.setdefault("kubectl", self.kubectl)
         return ClientK8sJobLauncher(self.cluster.kubeconfig_path, **kw)
 
     def launch(self, launcher: ClientK8sJobLauncher | None = None, **k8s: Any) -> K8sJobHandle:
@@ -165,9 +169,9 @@ def wait_gone(site: Site, seconds: float = 30.0) -> tuple[Any, Any]:
     [(0, JobReturnCode.SUCCESS), (1, JobReturnCode.ABORTED), (101, JobReturnCode.EXCEPTION)],
 )
 def test_job_pod_exit_code_becomes_the_return_code(
-    cluster: LocalCluster, tmp_path: Path, exit_code: int, expected: int
+    make_site: Callable[[str], Site], exit_code: int, expected: int
 ) -> None:
-    site = Site(tmp_path / SITE, cluster, module_source(exit_code))
+    site = make_site(module_source(exit_code))
     handle = site.launch()
     handle.wait()
     assert handle.poll() == expected
@@ -189,25 +193,25 @@ def test_job_pod_exit_code_becomes_the_return_code(
             assert TOKEN not in text and SIGNATURE not in text and SSID not in text, path
 
 
-def test_unpullable_image_fails_the_launch_with_exception(cluster: LocalCluster, tmp_path: Path) -> None:
-    site = Site(tmp_path / SITE, cluster, module_source(0))
+def test_unpullable_image_fails_the_launch_with_exception(make_site: Callable[[str], Site]) -> None:
+    site = make_site(module_source(0))
     image = f"localhost/missing/{uuid.uuid4().hex}:1"
-    cluster.faults.make_unpullable(image)
+    site.cluster.faults.make_unpullable(image)
     handle = site.launch(image=image)
     assert handle.poll() == JobReturnCode.EXCEPTION
     assert wait_gone(site) == (None, None)
 
 
-def test_insufficient_cpu_fails_after_pending_timeout(cluster: LocalCluster, tmp_path: Path) -> None:
-    site = Site(tmp_path / SITE, cluster, module_source(0))
+def test_insufficient_cpu_fails_after_pending_timeout(make_site: Callable[[str], Site]) -> None:
+    site = make_site(module_source(0))
     handle = site.launch(cpu="64", pending_timeout=2)
     assert handle.terminal_state == JobState.TERMINATED
     assert handle.poll() == JobReturnCode.EXCEPTION
     assert wait_gone(site) == (None, None)
 
 
-def test_terminate_removes_the_pod_and_the_credential_secret(cluster: LocalCluster, tmp_path: Path) -> None:
-    site = Site(tmp_path / SITE, cluster, module_source(0, sleep=300))
+def test_terminate_removes_the_pod_and_the_credential_secret(make_site: Callable[[str], Site]) -> None:
+    site = make_site(module_source(0, sleep=300))
     handle = site.launch()
     pod, secret = site.objects()
     assert pod is not None and secret is not None
@@ -217,11 +221,9 @@ def test_terminate_removes_the_pod_and_the_credential_secret(cluster: LocalClust
     assert wait_gone(site) == (None, None)
 
 
-def test_a_launch_without_workspace_transfer_runs_a_plain_upstream_shaped_pod(
-    cluster: LocalCluster, tmp_path: Path
-) -> None:
+def test_a_launch_without_workspace_transfer_runs_a_plain_upstream_shaped_pod(make_site: Callable[[str], Site]) -> None:
     # Nothing is delivered, so the job module cannot be imported: the pod fails on its own.
-    site = Site(tmp_path / SITE, cluster, module_source(0))
+    site = make_site(module_source(0))
     handle = site.launch(site.launcher(workspace_transfer=False))
     handle.wait()
     assert handle.poll() == JobReturnCode.ABORTED
