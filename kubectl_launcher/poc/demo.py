@@ -239,8 +239,13 @@ class Demo:
 
         kubectl = Kubectl(kubeconfig, namespace=self.ns.namespace, kubectl=self.kubectl_bin, request_timeout=0)
 
+        from kubectl_launcher.names import site_name_to_rfc1123
+
+        site_of_label = {site_name_to_rfc1123(site): site for site in SITES}
+
         def on_change(pod: PodSighting, event: str) -> None:
-            self.say(f"pod {pod.site:7} {pod.name}: {pod.phase}" + (f" ({pod.detail})" if pod.detail else ""))
+            site = site_of_label.get(pod.site, pod.site)
+            self.say(f"{site:7} pod {pod.name}: {pod.phase}" + (f" ({pod.detail})" if pod.detail else ""))
 
         self.watcher = PodWatcher(kubectl, on_change)
         self.watcher.start()

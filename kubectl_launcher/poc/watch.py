@@ -119,8 +119,11 @@ class PodWatcher:
                     break
                 buffer = buffer[end:]
                 self._event(event)
-        if self._proc.stderr is not None:
-            self.error = self._proc.stderr.read()[-500:].strip()
+        if self._proc.stderr is not None and not self._proc.stderr.closed:
+            try:
+                self.error = self._proc.stderr.read()[-500:].strip()
+            except ValueError:  # closed by stop() meanwhile
+                pass
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("type", "")).upper()
@@ -144,6 +147,10 @@ class PodWatcher:
                 self._proc.wait(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._proc is not None:
+            for pipe in (self._proc.stdout, self._proc.stderr):
+                if pipe is not None:
+                    pipe.close()
 
 
 class RoundTracker:

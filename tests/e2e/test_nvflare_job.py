@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, uuid4_to_rfc1123
+from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, site_name_to_rfc1123, uuid4_to_rfc1123
 from kubectl_launcher.poc.deployment import CLIENTS, DOUBLE_CAPACITY, SITES, K8sLauncherSettings, PocDeployment
 from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
@@ -123,9 +123,10 @@ def test_every_site_used_the_kubectl_launcher(ran: Ran) -> None:
 
 
 def test_each_site_job_pod_ran_to_success(ran: Ran) -> None:
+    site_of_label = {site_name_to_rfc1123(site): site for site in SITES}
     by_site: dict[str, list[str]] = {}
     for name, phases in ran.pods.phases.items():
-        by_site.setdefault(ran.pods.sites[name], []).extend(phases)
+        by_site.setdefault(site_of_label.get(ran.pods.sites[name], name), []).extend(phases)
     assert sorted(by_site) == sorted(SITES), ran.pods.phases
     for site, phases in by_site.items():
         assert any(p.startswith("Running") for p in phases), (site, phases)
