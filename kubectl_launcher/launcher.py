@@ -48,10 +48,9 @@ from .names import (
     job_pod_name,
     managed_labels,
     site_name_to_rfc1123,
-    study_dataset_volume_name,
     uuid4_to_rfc1123,
 )
-from .nvflare_args import module_args, path_flags, path_in_pod, translate_paths
+from .nvflare_args import module_args, path_flags, path_in_pod, pod_resources, pod_volumes, translate_paths
 from .pod_status import JobState
 from .transfer import TransferSettings, WorkspaceTransfer
 
@@ -287,7 +286,13 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         startup_secret = f"nvflare-startup-{site_name_to_rfc1123(site_name)}"
         credential_secret = credential_secret_name(pod_name)
         credential_env = get_credential_env(job_args)
-        volumes, mounts = self._volumes(ephemeral, startup_secret, data_mounts, runtime)
+        volumes, mounts = pod_volumes(
+            self.workspace_mount_path,
+            ephemeral,
+            startup_secret,
+            data_mounts,
+            runtime.secret_mounts if runtime is not None else (),
+        )
         args_in_pod = translate_paths(
             self.get_module_args(job_id, fl_ctx), path_flags(job_args), workspace_root, self.workspace_mount_path
         )
@@ -301,7 +306,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             "volume_list": volumes,
             "module_args": args_in_pod,
             "env": env,
-            "resources": self._resources(k8s_spec, portable_spec, ephemeral, gpus),
+            "resources": pod_resources(k8s_spec, portable_spec, ephemeral, gpus),
             "labels": labels,
             "annotations": {_NVFLARE_JOB_ID_ANNOTATION: str(raw_job_id), _SITE_ANNOTATION: site_name},
             "working_dir": self.working_dir,
@@ -356,52 +361,6 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                 "study pod templates yet (container.image, datasets, env, secret_env and secret_mounts work)"
             )
         return runtime
-
-    def _volumes(
-        self, ephemeral: str, startup_secret: str, data_mounts: list[Any], runtime: Any
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        volumes: list[dict[str, Any]] = [
-            {"name": "workspace-job", "emptyDir": {"sizeLimit": ephemeral}},
-            {"name": "startup-kit", "secret": {"secretName": startup_secret}},
-        ]
-        mounts: list[dict[str, Any]] = [
-            {"name": "workspace-job", "mountPath": self.workspace_mount_path},
-            {"name": "startup-kit", "mountPath": os.path.join(self.workspace_mount_path, "startup"), "readOnly": True},
-        ]
-        for data in data_mounts:
-            name = study_dataset_volume_name(data.study, data.dataset)
-            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": data.source}})
-            mounts.append({"name": name, "mountPath": data.mount_path, "readOnly": data.read_only})
-        for secret in runtime.secret_mounts if runtime is not None else []:
-            name = site_name_to_rfc1123(f"secret-{secret.study}-{secret.name}", max_length=63)
-            source: dict[str, Any] = {"secretName": secret.source}
-            if secret.items:
-                source["items"] = [{"key": key, "path": path} for key, path in secret.items]
-            volumes.append({"name": name, "secret": source})
-            mounts.append({"name": name, "mountPath": secret.mount_path, "readOnly": True})
-        return volumes, mounts
-
-    @staticmethod
-    def _resources(
-        k8s_spec: Mapping[str, Any], portable: Mapping[str, Any], ephemeral: str, gpus: Any
-    ) -> dict[str, dict[str, Any]]:
-        requests: dict[str, Any] = {"ephemeral-storage": ephemeral}
-        limits: dict[str, Any] = {"ephemeral-storage": ephemeral}
-        for key in ("cpu", "memory"):
-            limit = k8s_spec.get(key)
-            # The request follows the limit unless given: admission policies (AKS safeguards) want both.
-            request = k8s_spec.get(f"{key}_request", limit)
-            if limit:
-                limits[key] = limit
-            if request:
-                requests[key] = request
-        if "num_of_cpus" in portable:
-            limits["cpu"] = requests["cpu"] = str(portable["num_of_cpus"])
-        if "memory" in portable:
-            limits["memory"] = requests["memory"] = portable["memory"]
-        if gpus:
-            limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = gpus
-        return {"requests": requests, "limits": limits}
 
     # ---- kubectl ---------------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""NVFlare job-process arguments for a pod (pure): picking them, and moving parent paths into the pod."""
+"""NVFlare's job arguments and job meta as pod fields (pure): args, parent paths moved in, volumes, resources."""
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from .names import site_name_to_rfc1123, study_dataset_volume_name
 
 #: JobProcessArgs names (nvflare.apis.job_launcher_spec) whose values are paths in the parent's workspace:
 #: workspace (-m), startup dir (-w), server app root (-r).
@@ -63,3 +65,58 @@ def path_flags(job_args: Mapping[str, Any]) -> set[str]:
         if entry:
             flags.add(entry[0])
     return flags
+
+
+def pod_volumes(
+    mount_path: str,
+    ephemeral_storage: str,
+    startup_secret: str,
+    data_mounts: Sequence[Any],
+    secret_mounts: Sequence[Any] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, volumeMounts) as upstream: the workspace emptyDir, the startup kit read-only under it,
+    each study dataset's PVC (nvflare's StudyDatasetMount) and each study Secret (SecretMount)."""
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace-job", "emptyDir": {"sizeLimit": ephemeral_storage}},
+        {"name": "startup-kit", "secret": {"secretName": startup_secret}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "workspace-job", "mountPath": mount_path},
+        {"name": "startup-kit", "mountPath": posixpath.join(mount_path, "startup"), "readOnly": True},
+    ]
+    for data in data_mounts:
+        name = study_dataset_volume_name(data.study, data.dataset)
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": data.source}})
+        mounts.append({"name": name, "mountPath": data.mount_path, "readOnly": data.read_only})
+    for secret in secret_mounts:
+        name = site_name_to_rfc1123(f"secret-{secret.study}-{secret.name}", max_length=63)
+        source: dict[str, Any] = {"secretName": secret.source}
+        if secret.items:
+            source["items"] = [{"key": key, "path": path} for key, path in secret.items]
+        volumes.append({"name": name, "secret": source})
+        mounts.append({"name": name, "mountPath": secret.mount_path, "readOnly": True})
+    return volumes, mounts
+
+
+def pod_resources(
+    k8s_spec: Mapping[str, Any], portable: Mapping[str, Any], ephemeral_storage: str, gpus: Any
+) -> dict[str, dict[str, Any]]:
+    """Requests and limits as upstream: ephemeral storage always; cpu/memory from the k8s spec (a request
+    follows its limit unless given), overridden by 2.9's portable num_of_cpus/memory; GPUs when asked."""
+    requests: dict[str, Any] = {"ephemeral-storage": ephemeral_storage}
+    limits: dict[str, Any] = {"ephemeral-storage": ephemeral_storage}
+    for key in ("cpu", "memory"):
+        limit = k8s_spec.get(key)
+        # Admission policies (AKS deployment safeguards) want explicit requests, hence the mirroring.
+        request = k8s_spec.get(f"{key}_request", limit)
+        if limit:
+            limits[key] = limit
+        if request:
+            requests[key] = request
+    if "num_of_cpus" in portable:
+        limits["cpu"] = requests["cpu"] = str(portable["num_of_cpus"])
+    if "memory" in portable:
+        limits["memory"] = requests["memory"] = portable["memory"]
+    if gpus:
+        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = gpus
+    return {"requests": requests, "limits": limits}
