@@ -34,7 +34,9 @@ from kubectl_launcher.poc.report import (
     count_kubectl_processes,
     failure_lines,
     job_artifacts,
+    return_code_name,
     site_results,
+    startup_failures,
 )
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -262,8 +264,10 @@ class Demo:
         say = self.say
         say(f"job {outcome.job_id}: {outcome.status} in {outcome.wall_time:.1f} s (submit -> done)")
         for client, rc in outcome.client_rcs.items():
-            say(f"{client:7} job process return code: {rc if rc is not None else 'not reported'}")
+            say(f"{client:7} job return code from the launcher: {return_code_name(rc)}")
         if not outcome.ok:
+            for site, reason in startup_failures(dep, outcome.job_id).items():
+                say(f"{site:7} job pod never started: {reason}; the launcher deleted it and reported EXCEPTION")
             for line in failure_lines(dep, outcome.job_id):
                 say(f"  {line}")
             say("the job FAILED: see the lines above and the site logs under " + str(dep.prod_dir))

@@ -172,8 +172,10 @@ def run_job(
     outcome.result_dir = collect_results(dep, job_id, timeout=30.0 if status == COMPLETED else 5.0)
     if outcome.result_dir is not None:
         # The job store's copy of the server log is complete, whichever launcher ran the server job.
-        for r in rounds.feed((outcome.result_dir / "log.txt").read_text(errors="replace")):
-            say(f"round {r} started (server)")
+        server_job_log = outcome.result_dir / "log.txt"
+        if server_job_log.is_file():
+            for r in rounds.feed(server_job_log.read_text(errors="replace")):
+                say(f"round {r} started (server)")
         outcome.final_model = load_final_model(outcome.result_dir)
         outcome.metrics = load_metrics(outcome.result_dir)
     outcome.rounds = sorted(rounds.rounds_seen)

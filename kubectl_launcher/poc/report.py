@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -90,9 +91,43 @@ def failure_lines(dep: PocDeployment, job_id: str, *, limit: int = 6) -> list[st
         parent_log = dep.site_dir(site) / "log.txt"
         if parent_log.is_file():
             for line in parent_log.read_text(errors="replace").splitlines():
-                if job_id in line and any(w in line for w in ("ERROR", "EXCEPTION", "Traceback")):
+                if job_id in line and any(w in line for w in ("ERROR", "EXCEPTION", "WARNING", "Traceback")):
                     lines.append(f"{site}: {line.strip()[:300]}")
     return lines[: limit * len(SITES)]
+
+
+#: NVFlare's job process exit codes (nvflare.fuel.common.exit_codes.ProcessExitCode and JobReturnCode).
+RETURN_CODE_NAMES = {
+    0: "SUCCESS",
+    1: "EXECUTION_ERROR",
+    9: "ABORTED",
+    101: "EXCEPTION",
+    102: "UNSAFE_COMPONENT",
+    103: "CONFIG_ERROR",
+    104: "INFRASTRUCTURE_ERROR",
+    127: "UNKNOWN",
+}
+STARTUP_FAILURE_RE = re.compile(r"pod startup failure: (\S+)")
+
+
+def return_code_name(rc: int | None) -> str:
+    if rc is None:
+        return "not reported"
+    return f"{rc} ({RETURN_CODE_NAMES.get(rc, 'error')})"
+
+
+def startup_failures(dep: PocDeployment, job_id: str) -> dict[str, str]:
+    """Per site, the reason the launcher gave up on a job pod that never started (ErrImagePull, ...)."""
+    found: dict[str, str] = {}
+    for site in SITES:
+        path = dep.site_dir(site) / "log.txt"
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            match = STARTUP_FAILURE_RE.search(line)
+            if match and job_id in line:
+                found.setdefault(site, match.group(1))
+    return found
 
 
 def default_parent_host() -> str:
@@ -127,6 +162,8 @@ __all__ = [
     "failure_lines",
     "job_artifacts",
     "journal_entries",
+    "return_code_name",
     "site_journal",
     "site_results",
+    "startup_failures",
 ]
