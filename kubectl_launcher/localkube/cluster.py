@@ -46,6 +46,7 @@ class LocalCluster:
         hidden_paths: Sequence[str] = (),
         image_workdir: str = "/",
         pvc_root: str | None = None,
+        kubeconfig_path: str | None = None,
     ) -> None:
         self.workdir = os.path.abspath(workdir)
         self.version = version
@@ -54,7 +55,7 @@ class LocalCluster:
         self.hidden_paths = tuple(os.path.abspath(p) for p in hidden_paths)
         self.image_workdir = image_workdir
         self.pvc_root = os.path.abspath(pvc_root) if pvc_root else os.path.join(self.workdir, "pvcs")
-        self.kubeconfig_path = os.path.join(self.workdir, "kubeconfig")
+        self.kubeconfig_path = os.path.abspath(kubeconfig_path or os.path.join(self.workdir, "kubeconfig"))
         self.cache_dir = os.path.join(self.workdir, "kube-cache")
         self.state_dir = os.path.join(self.workdir, "state")
         self.cluster_id = secrets.token_hex(8)

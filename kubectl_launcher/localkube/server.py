@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import discovery, patch, streams
+from . import discovery, patch, protobuf, streams
 from .resources import RESOURCES, ApiError, Obj, bad_request
 from .selectors import object_matcher
 from .ssar import review
@@ -222,6 +222,8 @@ async def _core(request: web.Request) -> web.StreamResponse:
 async def _body(request: web.Request) -> Obj:
     raw = await request.read()
     ctype = request.headers.get("Content-Type", "application/json").split(";")[0].strip()
+    if ctype == protobuf.PROTOBUF:
+        return protobuf.decode(raw)
     try:
         obj = yaml.safe_load(raw.decode()) if "yaml" in ctype else json.loads(raw.decode())
     except (ValueError, yaml.YAMLError) as e:

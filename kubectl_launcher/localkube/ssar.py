@@ -7,45 +7,16 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .protobuf import MAGIC, fields
+
 AccessPolicy = Callable[[Mapping[str, str]], bool]
 
-_K8S_MAGIC = b"k8s\x00"
 _RESOURCE_FIELDS = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource", 7: "name"}
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            return value, pos
-
-
 def _fields(buf: bytes) -> dict[int, bytes]:
-    """Length-delimited fields of one protobuf message (last one wins); other wire types are skipped."""
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            out[number] = buf[pos : pos + size]
-            pos += size
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        else:
-            raise ValueError("unsupported wire type")
-    return out
+    """Length-delimited fields of one protobuf message (the last one wins)."""
+    return {n: v for n, v in fields(buf) if isinstance(v, bytes)}
 
 
 def attributes(body: bytes, content_type: str) -> dict[str, str]:
@@ -56,8 +27,8 @@ def attributes(body: bytes, content_type: str) -> dict[str, str]:
             spec = doc.get("spec", {})
             attrs = spec.get("resourceAttributes") or spec.get("nonResourceAttributes") or {}
             return {str(k): str(v) for k, v in attrs.items() if isinstance(v, str)}
-        if body.startswith(_K8S_MAGIC):
-            body = _fields(body[len(_K8S_MAGIC) :]).get(2, b"")  # runtime.Unknown.raw
+        if body.startswith(MAGIC):
+            body = _fields(body[len(MAGIC) :]).get(2, b"")  # runtime.Unknown.raw
         spec = _fields(_fields(body).get(2, b""))  # SelfSubjectAccessReview.spec
         if 1 in spec:
             raw = _fields(spec[1])
@@ -74,8 +45,6 @@ def review(body: bytes, content_type: str, policy: AccessPolicy) -> dict[str, An
     attrs = attributes(body, content_type)
     allowed = policy(attrs)
     status: dict[str, Any] = {"allowed": allowed}
-    if not allowed:
-        status["reason"] = "denied by the local cluster's access policy"
     spec_key = "nonResourceAttributes" if "path" in attrs else "resourceAttributes"
     return {
         "kind": "SelfSubjectAccessReview",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from .cluster import LocalCluster
 
+T = TypeVar("T")
 SDK_BIN = "/usr/lib/google-cloud-sdk/bin"
 DEFAULT_VERSION = "1.32"
 ENV_KUBECTL = "KUBECTL_LAUNCHER_TEST_KUBECTL"
@@ -78,3 +80,15 @@ def running_cluster(workdir: str, version: str = DEFAULT_VERSION, **kwargs: Any)
         cluster.stop()
     left = leftovers_after_stop(cluster)
     assert not left, f"the local cluster left things behind: {left}"
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Polls until predicate() returns something truthy and returns it; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)
