@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.abc
 import importlib.machinery
 import json
@@ -99,11 +100,12 @@ class Site:
         self.job_id = str(uuid.uuid4())
         self.pod = job_pod_name(uuid4_to_rfc1123(self.job_id), SITE)
         startup = root / "startup"
-        startup.mkdir(parents=True)
-        (startup / "client.crt").write_text("CERT")
-        (startup / "client.key").write_text("KEY")
-        (startup / "fed_client.json").write_text("{}")
-        (root / "local").mkdir()
+        if not startup.exists():  # a second job at the same site keeps the site's files
+            startup.mkdir(parents=True)
+            (startup / "client.crt").write_text("CERT")
+            (startup / "client.key").write_text("KEY")
+            (startup / "fed_client.json").write_text("{}")
+            (root / "local").mkdir()
         module = f"job_{self.job_id.replace('-', '_')}"
         custom = root / self.job_id / f"app_{SITE}" / "custom"
         custom.mkdir(parents=True)
@@ -245,3 +247,40 @@ def test_kubectl_launcher_imports_without_the_kubernetes_client() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "default"
+
+
+def test_the_next_job_replaces_the_sites_startup_secret(make_site: Callable[[str], Site]) -> None:
+    first = make_site(module_source(0))
+    launcher = first.launcher()
+    first.launch(launcher).wait()
+    (first.root / "startup" / "client.crt").write_text("RENEWED")
+    second = Site(first.root, first.cluster, module_source(0), first.kubectl)
+    handle = launcher.launch_job(second.meta(), second.ctx())
+    handle.wait()
+    assert handle.poll() == JobReturnCode.SUCCESS
+    startup = first.cluster.get("secrets", "nvflare-startup-site-1-f505dccd")
+    assert startup is not None
+    assert base64.b64decode(startup["data"]["client.crt"]) == b"RENEWED"
+    journal = (first.root / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
+    verbs = [json.loads(line)["argv"] for line in journal]
+    assert any("replace" in argv for argv in verbs)
+
+
+def test_a_pod_already_there_is_left_alone_and_the_job_fails(make_site: Callable[[str], Site]) -> None:
+    site = make_site(module_source(0))
+    squatter = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": site.pod, "labels": {"app": "someone-else"}},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": IMAGE, "command": [sys.executable, "-c", "import time; time.sleep(60)"]}
+            ]
+        },
+    }
+    site.cluster.create("pods", squatter)
+    handle = site.launch()
+    assert handle.poll() == JobReturnCode.EXCEPTION
+    pod, secret = site.objects()
+    assert pod is not None and pod["metadata"]["labels"] == {"app": "someone-else"}
+    assert secret is None
