@@ -530,20 +530,10 @@ class WorkspaceTransfer:
         with _Progress(self.log, what, s.progress_interval, self._clock) as progress:
             # dest does not exist: kubectl cp renames onto it, whatever its test -d probe says
             kubectl.run(("cp", "--container", INIT_CONTAINER, staging, f"{pod}:{stage}"), timeout=s.command_timeout)
-        listing = self._listing(kubectl, pod, INIT_CONTAINER, stage, scratch)
-        archive.compare(manifest, listing, what="workspace delivered to the pod")
-        self._exec(
-            kubectl,
-            pod,
-            INIT_CONTAINER,
-            PLACE_SCRIPT,
-            self.mount_path,
-            stage,
-            CONTROL_PATH,
-            "local",
-            self.job_id,
-            idempotent=True,
-        )
+            listing = self._listing(kubectl, pod, INIT_CONTAINER, stage, scratch)
+            archive.compare(manifest, listing, what="workspace delivered to the pod")
+            place = (self.mount_path, stage, CONTROL_PATH, "local", self.job_id)
+            self._exec(kubectl, pod, INIT_CONTAINER, PLACE_SCRIPT, *place, idempotent=True)
         self._report("delivered the workspace", manifest, self._clock() - progress.started)
 
     def _report(self, what: str, manifest: archive.TreeManifest, seconds: float) -> None:
@@ -637,22 +627,22 @@ class WorkspaceTransfer:
         s = self.settings
         scratch = self._scratch("incoming")
         try:
-            listing = self._listing(kubectl, pod, KEEPER_CONTAINER, self.pod_job_dir, scratch)
             tar_path = os.path.join(scratch, "results.tar")
             what = f"fetching the results from pod {pod}"
             with _Progress(
-                self.log, what, s.progress_interval, self._clock, measure=lambda: os.path.getsize(tar_path)
+                self.log, what, s.progress_interval, self._clock, measure=lambda: _size(tar_path)
             ) as progress:
+                listing = self._listing(kubectl, pod, KEEPER_CONTAINER, self.pod_job_dir, scratch)
                 kubectl.run(
                     ("exec", pod, "--container", KEEPER_CONTAINER, "--", "tar", "cf", "-", "-C", self.pod_job_dir, "."),
                     idempotent=True,
                     timeout=s.command_timeout,
                     stdout_path=tar_path,
                 )
-            tree = os.path.join(scratch, "tree")
-            manifest = archive.extract_results(tar_path, tree)
-            os.unlink(tar_path)
-            archive.compare(manifest, listing, what="results fetched from the pod")
+                tree = os.path.join(scratch, "tree")
+                manifest = archive.extract_results(tar_path, tree)
+                os.unlink(tar_path)
+                archive.compare(manifest, listing, what="results fetched from the pod")
             skipped = archive.merge_into(tree, self.job_dir, keep={OWN_FOLDER})
             if skipped:
                 self.log.warning(
@@ -718,6 +708,13 @@ class WorkspaceTransfer:
             f"results of job {self.job_id} were not collected: {reason}; "
             f"pod {pod} is kept for about {self.settings.keep_timeout}s, fetch them with: {command}"
         )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
 
 
 def _one_line(text: str) -> str:

@@ -7,15 +7,18 @@ import logging
 import os
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from nvflare.apis.job_launcher_spec import JobReturnCode
 
 from kubectl_launcher import transfer
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
+from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
@@ -252,3 +255,34 @@ def test_a_pod_whose_workspace_never_comes_fails_by_itself(
     assert "main" in json.dumps(pod["status"]) and "terminated" not in _container(pod, "main")
     with pytest.raises(TransferError, match="ended with exit code 1 before the workspace was delivered"):
         run.transfer.advance(run.kubectl, pod)
+
+
+def test_through_the_handle_the_job_return_code_is_the_main_containers_and_results_are_in_place(
+    local_cluster: Any, kubectl_path: str, tmp_path: Path
+) -> None:
+    ws = _site(tmp_path)
+    kubectl = Kubectl(kubeconfig=local_cluster.kubeconfig_path, kubectl=kubectl_path, cache_dir=local_cluster.cache_dir)
+    t = transfer.WorkspaceTransfer(str(ws), JOB, WMP, transfer.TransferSettings(**SHORT))
+    job_config: dict[str, Any] = {
+        "name": POD,
+        "image": "local/python:3.11",
+        "container_name": "job",
+        "command": "unused",
+        "volume_list": [{"name": "workspace-job", "emptyDir": {}}],
+        "volume_mount_list": [{"name": "workspace-job", "mountPath": WMP}],
+    }
+    handle = K8sJobHandle(POD, kubectl, job_config, python_path=sys.executable, workspace_transfer=t)
+    handle.poll_interval = 0.5
+    manifest = handle.get_manifest()
+    script = (
+        "import os, pathlib, sys; ws, job = sys.argv[1:3]; "
+        "cfg = pathlib.Path(ws, job, 'app_site-1/config/config_fed_client.json').read_text(); "
+        "out = pathlib.Path(ws, job, 'results'); out.mkdir(); (out / 'cfg copy.json').write_text(cfg); "
+        "sys.exit(0)"
+    )
+    manifest["spec"]["containers"][0]["args"] = ["-c", script, WMP, JOB]
+    kubectl.run(("create", "--filename", "-", "--validate=false"), stdin=json.dumps(manifest))
+    handle.wait()
+    assert handle.poll() == JobReturnCode.SUCCESS
+    assert t.collected
+    assert (ws / JOB / "results/cfg copy.json").read_text() == '{"format_version": 2}'

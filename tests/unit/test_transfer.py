@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import os
 import shutil
 import tarfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -467,3 +469,24 @@ def test_local_excludes_follow_upstream_and_the_pod_templates_it_names(tmp_path:
         str(tmp_path), [f"{WMP}/local/legacy.yaml", str(tmp_path / "local/other.yaml"), "/elsewhere/x"], WMP
     )
     assert got == {"study_data.yaml", "study_runtime.yaml", "templates/a.yaml", "legacy.yaml", "other.yaml"}
+
+
+def test_a_long_transfer_logs_its_progress_in_bytes_and_rate(caplog: pytest.LogCaptureFixture) -> None:
+    seen = threading.Event()
+    sizes = iter([2_000_000, 4_000_000, 6_000_000] + [6_000_000] * 1000)
+
+    def measure() -> int:
+        size = next(sizes)
+        if size >= 6_000_000:
+            seen.set()
+        return size
+
+    clock = Clock()
+    caplog.set_level(logging.INFO)
+    log = logging.getLogger("test-progress")
+    progress = transfer._Progress(log, "fetching", 0.01, clock, measure=measure)
+    clock.now += 2
+    with progress:
+        assert seen.wait(10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "test-progress"]
+    assert "fetching: 2.0 MB so far after 2s (1.0 MB/s)" in lines
