@@ -101,6 +101,16 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
 
     Thread safety: NVFlare may call poll()/wait() in one thread and terminate() in another. Looks at
     the pod are serialised; terminate() never waits for one to finish, and its verdict wins.
+
+    When kubectl fails: a transient failure (server unreachable, 5xx, 429, our deadline, output that
+    is not the expected JSON) only ever makes poll() say UNKNOWN; the next look tries again, however
+    long it lasts. A refusal (Forbidden, Unauthorized, a broken kubeconfig, an error kubectl's words
+    do not classify) is logged as an error, also reads as UNKNOWN, and only after
+    `permanent_failure_limit` seconds of nothing but refusals is the job failed (EXCEPTION, pod
+    delete attempted): otherwise NVFlare's wait() would block for ever on a pod we may never see again.
+
+    Where we differ from upstream on purpose: terminate() on a job that already ended keeps its
+    outcome (upstream turns a success into ABORTED), and deletions are done once, not on every call.
     """
 
     def __init__(
