@@ -20,14 +20,10 @@ from .faults import Faults
 from .kubelet import Kubelet
 from .podspec import MARKER_ENV
 from .resources import Obj
+from .runtime import ContainerRuntime
 from .scheduler import DEFAULT_CAPACITY
 from .server import ApiContext, RecordedRequest, build_app
 from .store import Store
-
-try:
-    from .runtime import ContainerRuntime
-except ImportError:  # pragma: no cover - until the sandboxed runtime lands
-    from .standin import ContainerRuntime  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

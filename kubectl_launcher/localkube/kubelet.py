@@ -20,13 +20,9 @@ from . import podspec
 from .events import EventRecorder
 from .podstatus import PodStatus
 from .resources import ApiError, Obj
+from .runtime import ContainerRuntime, ContainerSpec, RunningContainer
 from .scheduler import parse_quantity, unschedulable_message
 from .store import Event, Store
-
-try:
-    from .runtime import ContainerRuntime, ContainerSpec, RunningContainer
-except ImportError:  # pragma: no cover - until the sandboxed runtime lands
-    from .standin import ContainerRuntime, ContainerSpec, RunningContainer  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from .faults import Faults

@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .resources import Obj
+from .runtime import ContainerSpec, Mount
 from .store import Store
-
-try:
-    from .runtime import ContainerSpec, Mount
-except ImportError:  # pragma: no cover - until the sandboxed runtime lands
-    from .standin import ContainerSpec, Mount  # type: ignore[assignment]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MARKER_ENV = "LOCALKUBE_CLUSTER_ID"
