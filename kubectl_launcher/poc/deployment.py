@@ -92,6 +92,7 @@ class PocDeployment:
         self.prod_dir = self.poc_workspace / PROJECT / "prod_00"
         self.port = port or free_port()
         self._parents: dict[str, subprocess.Popen[bytes]] = {}
+        self._log_offsets: dict[str, int] = {}
 
     # ----------------------------------------------------------------- paths and environment
     def site_dir(self, site: str) -> Path:
@@ -206,6 +207,8 @@ class PocDeployment:
     def start(self, *, timeout: float = 90.0, log: Any = None) -> float:
         """Start the three parents and wait until both clients are registered; returns the seconds it took."""
         started = time.monotonic()
+        # A restart appends to the same log.txt: only registrations after this point count.
+        self._log_offsets = {c: _size(self.site_dir(c) / "log.txt") for c in CLIENTS}
         for site in SITES:
             site_dir = self.site_dir(site)
             console = (site_dir / "poc_console.log").open("ab")
@@ -244,7 +247,9 @@ class PocDeployment:
     def client_registered(self, client: str) -> bool:
         log = self.site_dir(client) / "log.txt"
         try:
-            text = log.read_text(errors="replace")
+            with log.open("r", errors="replace") as fh:
+                fh.seek(self._log_offsets.get(client, 0))
+                text = fh.read()
         except FileNotFoundError:
             return False
         return "Successfully registered client" in text or "register successfully" in text.lower()
@@ -287,6 +292,13 @@ class PocDeployment:
     def leftover_processes(self) -> list[int]:
         """Pids of live processes this deployment started (directly or through its parents)."""
         return list(processes_under(f"NVFLARE_POC_WORKSPACE={self.poc_workspace}"))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
