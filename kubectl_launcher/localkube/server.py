@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import discovery, patch, protobuf, streams
+from . import discovery, patch, protobuf, streams, tables
 from .resources import RESOURCES, ApiError, Obj, bad_request
 from .selectors import object_matcher
 from .ssar import review
@@ -174,6 +174,8 @@ async def _core(request: web.Request) -> web.StreamResponse:
             if request.query.get("watch") in ("true", "1"):
                 return await streams.watch(request, ctx.store, resource, namespace, match)
             items, rv = ctx.store.select(resource, namespace, match)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return json_response(tables.table(resource, items, str(rv)))
             return json_response(
                 {
                     "kind": f"{info.kind}List",
@@ -203,7 +205,10 @@ async def _core(request: web.Request) -> web.StreamResponse:
         if sub != "status" or resource not in ("pods", "namespaces"):
             raise ApiError(404, "the server could not find the requested resource", "NotFound", {})
     if method == "GET":
-        return json_response(ctx.store.get(resource, ns, name))
+        obj = ctx.store.get(resource, ns, name)
+        if sub is None and tables.wants_table(request.headers.get("Accept", "")):
+            return json_response(tables.table(resource, [obj], obj["metadata"]["resourceVersion"]))
+        return json_response(obj)
     if method == "PUT":
         obj = await _body(request)
         if dry_run:

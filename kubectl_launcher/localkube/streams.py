@@ -19,7 +19,7 @@ from .resources import ApiError, Obj, bad_request
 from .store import Event, Store
 
 if TYPE_CHECKING:
-    from .kubelet import Kubelet
+    from .kubelet import ContainerRecord, Kubelet
 
 log = logging.getLogger(__name__)
 _CHUNK = 32 * 1024
@@ -71,26 +71,41 @@ async def watch(
         if error is not None:
             await resp.write((json.dumps({"type": "ERROR", "object": error.status()}) + "\n").encode())
             return resp
-        for kind, obj in initial:
-            await resp.write((json.dumps({"type": kind, "object": obj}) + "\n").encode())
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout if timeout else None
-        while True:
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                break
-            try:
-                ev = await asyncio.wait_for(queue.get(), remaining)
-            except TimeoutError:
-                break
-            if ev is None:  # cut by a fault or by shutdown
-                break
-            t = _translate(ev, resource, namespace, match)
-            if t:
-                await resp.write((json.dumps({"type": t[0], "object": t[1]}) + "\n").encode())
+        try:
+            await _follow(resp, queue, initial, resource, namespace, match, timeout)
+        except ConnectionResetError:
+            pass  # the client went away, as kubectl does when it is done
         return resp
     finally:
         store.watchers.discard(queue)
+
+
+async def _follow(
+    resp: web.StreamResponse,
+    queue: asyncio.Queue[Event | None],
+    initial: list[tuple[str, Obj]],
+    resource: str,
+    namespace: str | None,
+    match: Callable[[Obj], bool],
+    timeout: float | None,
+) -> None:
+    for kind, obj in initial:
+        await resp.write((json.dumps({"type": kind, "object": obj}) + "\n").encode())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout else None
+    while True:
+        remaining = None if deadline is None else deadline - loop.time()
+        if remaining is not None and remaining <= 0:
+            break
+        try:
+            ev = await asyncio.wait_for(queue.get(), remaining)
+        except TimeoutError:
+            break
+        if ev is None:  # cut by a fault or by shutdown
+            break
+        t = _translate(ev, resource, namespace, match)
+        if t:
+            await resp.write((json.dumps({"type": t[0], "object": t[1]}) + "\n").encode())
 
 
 def _pick_container(pod: Obj, requested: str | None) -> str:
@@ -147,6 +162,14 @@ async def pod_log(request: web.Request, store: Store, kubelet: Kubelet, ns: str,
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
     resp.enable_chunked_encoding()
     await resp.prepare(request)
+    with contextlib.suppress(ConnectionResetError):  # kubectl logs -f ended by the user
+        await _follow_log(resp, rec, offset, data, kubelet)
+    return resp
+
+
+async def _follow_log(
+    resp: web.StreamResponse, rec: ContainerRecord, offset: int, data: bytes, kubelet: Kubelet
+) -> None:
     await resp.write(data)
     while True:
         finished = rec.done.is_set()
@@ -161,7 +184,6 @@ async def pod_log(request: web.Request, store: Store, kubelet: Kubelet, ns: str,
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rec.done.wait(), 0.2)
-    return resp
 
 
 async def _both(a: Coroutine[Any, Any, None], b: Coroutine[Any, Any, None]) -> None:
