@@ -14,11 +14,20 @@ from kubectl_launcher.localkube.testing import (
     ENV_KUBECTL,
     find_kubectl,
     kubectl_env,
+    leftovers_of_every_cluster,
     minor_from_name,
     running_cluster,
 )
 
 RunKubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_local_cluster_leftovers() -> Iterator[None]:
+    """After the whole session: no pod process, mount or pod directory of any local cluster is left."""
+    yield
+    left = leftovers_of_every_cluster()
+    assert not left, f"local clusters left things behind: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ T = TypeVar("T")
 SDK_BIN = "/usr/lib/google-cloud-sdk/bin"
 DEFAULT_VERSION = "1.32"
 ENV_KUBECTL = "KUBECTL_LAUNCHER_TEST_KUBECTL"
+#: every cluster running_cluster() started in this process, for the end-of-session check
+STARTED: list[LocalCluster] = []
 
 
 def find_kubectl() -> str | None:
@@ -61,6 +63,11 @@ def kubectl_env(cluster: LocalCluster, extra: Mapping[str, str] | None = None) -
     return env
 
 
+def leftovers_of_every_cluster() -> list[str]:
+    """leftovers_after_stop() of every cluster running_cluster() started in this process."""
+    return [item for cluster in STARTED for item in leftovers_after_stop(cluster)]
+
+
 def leftovers_after_stop(cluster: LocalCluster) -> list[str]:
     """What a stopped cluster left behind: processes, mounts, pod directories (should be nothing)."""
     found = cluster.leftovers()
@@ -73,7 +80,9 @@ def leftovers_after_stop(cluster: LocalCluster) -> list[str]:
 @contextmanager
 def running_cluster(workdir: str, version: str = DEFAULT_VERSION, **kwargs: Any) -> Iterator[LocalCluster]:
     """A started cluster, stopped afterwards; raises AssertionError if anything was left behind."""
-    cluster = LocalCluster(workdir, version=version, **kwargs).start()
+    cluster = LocalCluster(workdir, version=version, **kwargs)
+    STARTED.append(cluster)
+    cluster.start()
     try:
         yield cluster
     finally:
