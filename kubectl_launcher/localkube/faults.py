@@ -177,7 +177,7 @@ class Faults:
                     "verbs": list(f.verbs),
                 }
                 for f in self._api
-                if f.applies("", "", "", now) or not (f.paths or f.verbs)
+                if (f.until is None or f.until > now) and (f.remaining is None or f.remaining > 0)
             ],
         }
 

@@ -40,7 +40,7 @@ class Event:
 
 @dataclass
 class Store:
-    history: int = 10000
+    history: int = 5000
     objects: dict[Key, Obj] = field(default_factory=dict)
     log: list[Event] = field(default_factory=list)
     rv: int = 1000
