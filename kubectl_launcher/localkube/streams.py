@@ -217,16 +217,18 @@ async def pod_exec(request: web.Request, store: Store, kubelet: Kubelet, ns: str
     upgrade = request.headers.get("Upgrade", "").lower()
     if upgrade != "websocket":
         raise bad_request("Upgrade request required")
-    pod = store.get("pods", ns, name)
-    container = _pick_container(pod, request.query.get("container"))
-    argv = request.query.getall("command", [])
-    if not argv:
-        raise bad_request("you must specify at least 1 command")
     want_stdin = request.query.get("stdin") in ("true", "1")
     ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"), autoping=True)
+    # Errors go over the status channel after the upgrade: an HTTP error before it would make kubectl fall
+    # back to SPDY and report "Upgrade request required" instead of the real problem.
     await ws.prepare(request)
     v5 = ws.ws_protocol == "v5.channel.k8s.io"
     try:
+        pod = store.get("pods", ns, name)
+        container = _pick_container(pod, request.query.get("container"))
+        argv = request.query.getall("command", [])
+        if not argv:
+            raise bad_request("you must specify at least 1 command")
         proc = await kubelet.exec(pod["metadata"]["uid"], container, argv)
     except ApiError as e:
         await ws.send_bytes(_exec_status(None, e.message))
@@ -275,6 +277,7 @@ async def pod_exec(request: web.Request, store: Store, kubelet: Kubelet, ns: str
                 proc.kill()
             await outputs
         code = await proc.wait()
+        code = 128 - code if code < 0 else code  # killed by a signal: 128+signal, as the runtime reports it
         if not ws.closed:
             await ws.send_bytes(_exec_status(code))
             await ws.close()

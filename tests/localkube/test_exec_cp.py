@@ -103,6 +103,10 @@ def test_exec_and_cp_into_a_sleeping_pod(version: str, tmp_path: Any) -> None:
 
         finished_init = k("exec", "sleeper", "-c", "prepare", "--", "true")
         assert finished_init.returncode == 1 and "CONTAINER_EXITED" in finished_init.stderr
+        killed = k("exec", "sleeper", "-c", "main", "--", "sh", "-c", "kill -9 $$")
+        assert (killed.returncode, killed.stderr.strip()) == (137, "command terminated with exit code 137")
+        nope = k("exec", "sleeper", "-c", "nope", "--", "true")
+        assert (nope.returncode, nope.stderr.strip()) == (1, "error: container nope is not valid for pod sleeper")
         missing = k("exec", "sleeper", "-c", "main", "--", "no-such-binary")
         assert missing.returncode == 126
         assert 'exec: "no-such-binary": executable file not found' in missing.stdout + missing.stderr
