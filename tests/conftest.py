@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -57,18 +58,16 @@ def kubectl_version(kubectl_path: str) -> str:
 @pytest.fixture
 def local_cluster_factory(tmp_path: Any, kubectl_version: str) -> Iterator[Callable[..., Any]]:
     """make(**LocalCluster kwargs) -> a started cluster; all are stopped (and checked clean) afterwards."""
-    with_stack: list[Any] = []
+    with contextlib.ExitStack() as stack:
+        count = 0
 
-    def make(**kwargs: Any) -> Any:
-        kwargs.setdefault("version", kubectl_version)
-        cm = running_cluster(str(tmp_path / f"cluster{len(with_stack)}"), **kwargs)
-        cluster = cm.__enter__()
-        with_stack.append(cm)
-        return cluster
+        def make(**kwargs: Any) -> Any:
+            nonlocal count
+            kwargs.setdefault("version", kubectl_version)
+            count += 1
+            return stack.enter_context(running_cluster(str(tmp_path / f"cluster{count}"), **kwargs))
 
-    yield make
-    for cm in reversed(with_stack):
-        cm.__exit__(None, None, None)
+        yield make
 
 
 @pytest.fixture
