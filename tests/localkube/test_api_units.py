@@ -165,3 +165,28 @@ def test_pod_status_column_follows_kubectl() -> None:
         },
     }
     assert pod_status_text(failed) == "Error"
+
+
+def test_filtered_watch_reports_objects_entering_and_leaving_the_selection() -> None:
+    from kubectl_launcher.localkube.selectors import object_matcher
+    from kubectl_launcher.localkube.store import Event
+    from kubectl_launcher.localkube.streams import _translate
+
+    match = object_matcher("pods", "app=a", None)
+    inside = {"metadata": {"labels": {"app": "a"}}}
+    outside = {"metadata": {"labels": {"app": "b"}}}
+    assert _translate(Event(1, "MODIFIED", "pods", "ns", inside, outside), "pods", "ns", match) == ("ADDED", inside)
+    assert _translate(Event(2, "MODIFIED", "pods", "ns", outside, inside), "pods", "ns", match) == ("DELETED", outside)
+    assert _translate(Event(3, "MODIFIED", "pods", "other", inside, inside), "pods", "ns", match) is None
+    assert _translate(Event(4, "ADDED", "secrets", "ns", inside), "pods", None, match) is None
+
+
+def test_deleting_an_owner_collects_its_dependents() -> None:
+    store = Store()
+    owner = store.create("configmaps", "default", {"metadata": {"name": "owner"}})
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+    store.create("secrets", "default", {"metadata": {"name": "dep", "ownerReferences": [ref]}})
+    store.create("secrets", "default", {"metadata": {"name": "free"}})
+    store.delete("configmaps", "default", "owner")
+    assert store.find("secrets", "default", "dep") is None
+    assert store.find("secrets", "default", "free") is not None
