@@ -96,6 +96,10 @@ class Redactor:
         }
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _chain(text: str, redactors: Iterable[Redactor]) -> str:
     for redactor in redactors:
         text = redactor.text(text)
@@ -209,6 +213,14 @@ def wants_json(argv: Sequence[str]) -> bool:
 
 
 @dataclass(frozen=True)
+class StdinDigest:
+    """What the journal keeps of stdin streamed from a file: its size and digest (None when unknown)."""
+
+    size: int | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """One recorded command, as read back from the JSON-lines file."""
 
@@ -279,13 +291,16 @@ class Journal:
         self,
         result: CommandResult,
         *,
-        stdin: bytes | None = None,
+        stdin: bytes | StdinDigest | None = None,
         stdin_record: Any = None,
         env: Mapping[str, str] | None = None,
         attempt: int = 1,
         redactor: Redactor | None = None,
     ) -> int:
-        """Append one command; returns its index. `stdin` is only hashed, never written."""
+        """Append one command; returns its index. `stdin` is only hashed, never written.
+
+        A stream read from a file comes as a StdinDigest: the caller hashed it without holding it.
+        """
         redactors = [r for r in (redactor, self.redactor) if r is not None]
 
         def red_argv(argv: Sequence[str]) -> list[str]:
@@ -301,13 +316,15 @@ class Journal:
         stdin_note: dict[str, Any] | None = None
         rebuild: list[str] | None = None
         if stdin is not None:
-            description = getattr(stdin_record, "description", None) or f"{len(stdin)} bytes"
+            digest = stdin if isinstance(stdin, StdinDigest) else StdinDigest(len(stdin), _sha256(stdin))
+            size = "an unknown number of" if digest.size is None else str(digest.size)
+            description = getattr(stdin_record, "description", None) or f"{size} bytes"
             rebuild_argv = getattr(stdin_record, "rebuild_argv", None)
             rebuild = red_argv(rebuild_argv) if rebuild_argv else None
             stdin_note = {
                 "description": _chain(str(description), redactors),
-                "sha256": hashlib.sha256(stdin).hexdigest(),
-                "bytes": len(stdin),
+                "sha256": digest.sha256,
+                "bytes": digest.size,
                 "rebuild_argv": rebuild,
             }
         shell = shell_line(argv, child_env, rebuild_argv=rebuild)
@@ -338,7 +355,8 @@ class Journal:
             lines = [f"\n# [{index}] {data['started_at']} took {result.duration:.3f}s, {rc_text}"]
             if stdin_note is not None:
                 how = "not recorded, rebuilt by the command before the pipe" if rebuild else "not recorded"
-                lines.append(f"# stdin: {stdin_note['description']}, sha256 {stdin_note['sha256']} — {how}")
+                sha = f"sha256 {stdin_note['sha256']}" if stdin_note["sha256"] else "digest unknown"
+                lines.append(f"# stdin: {stdin_note['description']}, {sha} — {how}")
             lines.append(shell)
             if excerpt:
                 lines.append(f"# stderr: {excerpt}")
