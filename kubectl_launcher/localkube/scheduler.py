@@ -26,7 +26,9 @@ _SUFFIX = {
     "Ei": 2.0**60,
 }
 _QUANTITY = re.compile(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
-DEFAULT_CAPACITY = {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "0", "pods": "110"}
+# A real node reports ephemeral-storage (its kubelet's disk) in .status.capacity, and NVFlare's upstream
+# launcher requests 1Gi of it for every job pod: without a default here, every job pod would be Unschedulable.
+DEFAULT_CAPACITY = {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "20Gi", "nvidia.com/gpu": "0", "pods": "110"}
 
 
 def parse_quantity(text: str | int | float) -> float:
