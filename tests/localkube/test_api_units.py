@@ -7,7 +7,7 @@ import pytest
 from kubectl_launcher.localkube import patch
 from kubectl_launcher.localkube.protobuf import decode
 from kubectl_launcher.localkube.resources import ApiError
-from kubectl_launcher.localkube.scheduler import parse_quantity, unschedulable_message
+from kubectl_launcher.localkube.scheduler import DEFAULT_CAPACITY, parse_quantity, unschedulable_message
 from kubectl_launcher.localkube.selectors import parse_field_selector, parse_label_selector
 from kubectl_launcher.localkube.ssar import attributes
 from kubectl_launcher.localkube.store import Store
@@ -95,6 +95,13 @@ def test_scheduler_lists_each_insufficient_resource_sorted() -> None:
         "preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
     )
     assert parse_quantity("8Gi") == 8 * 2**30 and parse_quantity("250m") == 0.25
+
+
+def test_default_node_fits_an_upstream_shaped_job_pod() -> None:
+    # Upstream's launcher requests (and limits) 1Gi of ephemeral storage for every job pod.
+    capacity = {k: parse_quantity(v) for k, v in DEFAULT_CAPACITY.items()}
+    pod = {"spec": {"containers": [{"resources": {"requests": {"ephemeral-storage": "1Gi", "cpu": "1"}}}]}}
+    assert unschedulable_message(pod, capacity, []) is None
 
 
 def _pb(number: int, payload: bytes) -> bytes:
