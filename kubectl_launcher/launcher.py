@@ -43,7 +43,8 @@ from .nvflare_args import module_args
 from .plan import LAUNCHER_DIR, LaunchPlan, PlanContext, PlanDefaults, plan_launch
 from .pod_status import JobState
 from .secrets import LaunchSecrets, carries_labels, raise_if_validation, startup_kit_files
-from .transfer import TransferSettings, WorkspaceTransfer
+from .transfer import WorkspaceTransfer
+from .transfer_pod import TransferSettings
 
 __all__ = ["ClientK8sJobLauncher", "K8sJobLauncher", "ServerK8sJobLauncher"]
 

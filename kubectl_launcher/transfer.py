@@ -5,30 +5,8 @@ The launcher constructs one object per job and gives it to the handle::
     WorkspaceTransfer(site_workspace, job_id, workspace_mount_path, settings=TransferSettings(), *,
                       exclude=(), logger=None, clock=time.monotonic, sleep=time.sleep)
 
-``decorate(pod, main_container)`` adds to the pod (upstream's main container is left as it is):
-
-* ``kubectl-launcher-init``, an init container (the job's image by default: it has ``sh`` and
-  ``tar``) mounting the workspace emptyDir and a small control emptyDir. It waits until the
-  launcher writes ``delivered`` in the control folder. It gives up (exit 1, so the pod fails by
-  itself) after ``delivery_timeout`` seconds without word from the launcher, and exits 127 at
-  once when the image has no ``tar``.
-* ``kubectl-launcher-keeper``, a plain second container with the same mounts (workspace read-only).
-  It keeps the workspace reachable after the job process exits, since kubectl refuses to exec
-  into a completed pod. It ends when the launcher writes ``released``, or ``keep_timeout``
-  seconds after the launcher's last word.
-
-"Word from the launcher" is a lease: while it lives, the launcher rewrites ``lease`` in the control
-folder every ``lease_interval`` seconds (one small ``kubectl exec``). The waiting script counts the
-seconds the content stays the same, so pod and launcher clocks never need to agree. A launcher that
-dies therefore leaves a pod that ends at most ``keep_timeout`` seconds later, or when the job ends
-if that is later: no pod holds a GPU for ever.
-
-Alternatives considered. A native sidecar (an init container with ``restartPolicy: Always``) is
-stopped by the kubelet as soon as the main container exits, which is exactly when it is needed.
-``shareProcessNamespace`` would let the keeper see the job process end, but it changes the job's
-PID 1, shows the keeper the job's environment (Secret values included) and is not needed once the
-lease exists. Wrapping the job's command to write an exit marker would change upstream's fields
-of the main container. The lease costs one exec per interval and works on any cluster.
+``decorate(pod, main_container)`` adds the init container that waits for the workspace and the keeper
+that holds it after the job process exits; transfer_pod.py describes both, their lease and their scripts.
 
 ``advance(kubectl, pod)`` is called by the handle with every pod it reads:
 
@@ -61,7 +39,6 @@ exit code still decides the job's return code.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -69,7 +46,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 import yaml
@@ -77,131 +53,55 @@ import yaml
 from kubectl_launcher import archive
 from kubectl_launcher.errors import ConfigError, KubectlError, KubectlRejected, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.transfer_pod import (
+    ANNOTATION,
+    CONTROL_PATH,
+    CONTROL_VOLUME,
+    INIT_CONTAINER,
+    KEEPER_CONTAINER,
+    LEASE_SCRIPT,
+    LIST_SCRIPT,
+    LOCAL_EXCLUDES,
+    OWN_FOLDER,
+    PLACE_SCRIPT,
+    PREPARE_SCRIPT,
+    RELEASE_SCRIPT,
+    STAGE_PREFIX,
+    WAIT_SCRIPT,
+    TransferSettings,
+    container_state,
+    copy_in_argv,
+    copy_out_argv,
+    decorate_pod,
+    exec_script_argv,
+    human_size,
+    init_container_failure,
+    recovery_script,
+    stage_path,
+    tar_out_argv,
+    tool_missing_failure,
+)
 
-INIT_CONTAINER = "kubectl-launcher-init"
-KEEPER_CONTAINER = "kubectl-launcher-keeper"
-CONTROL_VOLUME = "kubectl-launcher-control"
-CONTROL_PATH = "/kubectl-launcher"
-STAGE_PREFIX = ".kubectl-launcher-in-"
-OWN_FOLDER = "kubectl-launcher"
-ANNOTATION = "kubectl-launcher/workspace-transfer"
-#: What upstream's bundle never sends from local/ (study data belongs to the launcher, not the job).
-LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
-
-# The scripts run under the job image's /bin/sh: POSIX only (dash, busybox ash, bash all do).
-# Arguments come in as positional parameters, so no value is ever spliced into shell text.
-
-#: $1 control dir, $2 marker, $3 seconds without word from the launcher, $4 exit code then.
-WAIT_SCRIPT = """\
-trap 'exit 143' TERM INT
-ctl=$1 marker=$2 bound=$3 code=$4
-if ! command -v tar >/dev/null 2>&1; then
-  echo "kubectl-launcher: this image has no tar; kubectl cp needs it in the container" >&2
-  exit 127
-fi
-last= idle=-1
-while [ ! -e "$ctl/$marker" ]; do
-  cur=
-  { read -r cur < "$ctl/lease"; } 2>/dev/null || :
-  if [ "$cur" != "$last" ]; then last=$cur idle=0; else idle=$((idle + 1)); fi
-  if [ "$idle" -ge "$bound" ]; then
-    echo "kubectl-launcher: no word from the launcher for ${bound}s; giving up waiting for $marker" >&2
-    exit "$code"
-  fi
-  sleep 1
-done
-"""
-
-#: $1 folder, $2 "1" for checksums. Prints "entries N", then "sha256" and sha256sum lines, or "bytes N".
-LIST_SCRIPT = """\
-cd "$1" || exit 3
-n=$(find . -exec printf '%.0sx' {} + | wc -c) || exit 4
-printf 'entries %s\\n' $n
-if [ "$2" = 1 ] && command -v sha256sum >/dev/null 2>&1; then
-  echo sha256
-  find . -type f -exec sha256sum {} + || exit 5
-else
-  printf 'bytes %s\\n' $(find . -type f -exec cat {} + | wc -c)
-fi
-"""
-
-#: $1 workspace, $2 control dir, $3 lease token: forget earlier attempts' staging folders.
-PREPARE_SCRIPT = """\
-rm -rf "$1"/.kubectl-launcher-in-* && printf '%s\\n' "$3" > "$2/lease"
-"""
-
-#: $1 workspace, $2 staging folder, $3 control dir, then the names to move into place.
-PLACE_SCRIPT = """\
-ws=$1 stage=$2 ctl=$3
-shift 3
-[ -e "$ctl/delivered" ] && exit 0
-cd "$ws" || exit 3
-for name do
-  if [ -e "$stage/$name" ]; then
-    rm -rf "./$name" && mv "$stage/$name" "./$name" || exit 4
-  fi
-done
-rm -rf "$stage" && : > "$ctl/delivered"
-"""
-
-#: $1 control dir, $2 token.
-LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
-#: $1 control dir.
-RELEASE_SCRIPT = """: > "$1/released"\n"""
-
-_TOOL_MISSING = ("executable file not found", ": not found", "no tar")
-
-
-def _default_resources() -> dict[str, Any]:
-    return {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
-
-
-@dataclass(frozen=True)
-class TransferSettings:
-    """How the transfer containers look and how long everything may take (seconds)."""
-
-    image: str | None = None  # None: the job's own image
-    image_pull_policy: str | None = None  # None: as the job's container
-    resources: Mapping[str, Any] = field(default_factory=_default_resources)
-    delivery_timeout: int = 1800  # the init container gives up after this long without word
-    keep_timeout: int = 900  # the keeper ends this long after the launcher's last word
-    lease_interval: float = 60.0
-    attempts: int = 3
-    retry_delay: float = 5.0
-    command_timeout: float = 3600.0  # one kubectl cp / tar
-    verify_checksums: bool = True
-    progress_interval: float = 5.0
-
-    def __post_init__(self) -> None:
-        for name in ("delivery_timeout", "keep_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 10:
-                raise ConfigError(f"workspace_transfer.{name} must be a whole number of seconds >= 10, got {value!r}")
-        if not 0 < self.lease_interval <= self.keep_timeout / 3:
-            raise ConfigError(
-                f"workspace_transfer.lease_interval must be positive and at most a third of keep_timeout "
-                f"({self.keep_timeout}), got {self.lease_interval!r}"
-            )
-        if not isinstance(self.attempts, int) or self.attempts < 1:
-            raise ConfigError(f"workspace_transfer.attempts must be 1 or more, got {self.attempts!r}")
-        for name in ("retry_delay", "command_timeout", "progress_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"workspace_transfer.{name} must be a non-negative number, got {value!r}")
-        if not isinstance(self.resources, Mapping):
-            raise ConfigError(
-                "workspace_transfer.resources must be a mapping like {'requests': {...}, 'limits': {...}}"
-            )
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any] | None) -> TransferSettings:
-        """Settings from a component's args; unknown keys raise ConfigError naming them."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown workspace_transfer setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+# The pod side's names are importable from here as before (tests and callers use transfer.X).
+__all__ = [
+    "ANNOTATION",
+    "CONTROL_PATH",
+    "CONTROL_VOLUME",
+    "INIT_CONTAINER",
+    "KEEPER_CONTAINER",
+    "LEASE_SCRIPT",
+    "LIST_SCRIPT",
+    "LOCAL_EXCLUDES",
+    "OWN_FOLDER",
+    "PLACE_SCRIPT",
+    "PREPARE_SCRIPT",
+    "RELEASE_SCRIPT",
+    "STAGE_PREFIX",
+    "WAIT_SCRIPT",
+    "TransferSettings",
+    "WorkspaceTransfer",
+    "local_excludes",
+]
 
 
 def local_excludes(site_workspace: str, extra: Iterable[str] = (), workspace_mount_path: str = "") -> frozenset[str]:
@@ -231,21 +131,6 @@ def local_excludes(site_workspace: str, extra: Iterable[str] = (), workspace_mou
         if len(parts) > 1 and parts[0] == "local" and ".." not in parts:
             out.add("/".join(parts[1:]))
     return frozenset(out)
-
-
-def _state(pod: Mapping[str, Any], key: str, name: str) -> dict[str, Any]:
-    for cs in (pod.get("status") or {}).get(key) or []:
-        if cs.get("name") == name:
-            return dict(cs.get("state") or {})
-    return {}
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
 
 
 class _Progress:
@@ -286,7 +171,7 @@ class _Progress:
             except OSError:
                 continue
             self._log.info(
-                "%s: %s so far after %.0fs (%s/s)", self._what, _human(done), elapsed, _human(done / elapsed)
+                "%s: %s so far after %.0fs (%s/s)", self._what, human_size(done), elapsed, human_size(done / elapsed)
             )
 
 
@@ -349,56 +234,10 @@ class WorkspaceTransfer:
     # -- Contract 7: decorate --
 
     def decorate(self, pod: dict[str, Any], main_container: str) -> None:
-        spec = pod.setdefault("spec", {})
-        containers = spec.get("containers") or []
-        main = next((c for c in containers if c.get("name") == main_container), None)
-        if main is None:
-            raise ConfigError(f"the pod has no container named {main_container!r}")
-        if any(c.get("name") == KEEPER_CONTAINER for c in containers):
-            return  # decorated already
-        mount = next(
-            (m for m in main.get("volumeMounts") or [] if (m.get("mountPath") or "").rstrip("/") == self.mount_path),
-            None,
-        )
-        if mount is None:
-            raise ConfigError(
-                f"container {main_container!r} mounts no volume at workspace_mount_path {self.mount_path!r}; "
-                "the workspace transfer copies into that volume"
-            )
-        self._main = main_container
-        self._image = self.settings.image or str(main.get("image") or "")
-
-        def container(name: str, marker: str, bound: int, code: int, read_only: bool) -> dict[str, Any]:
-            c: dict[str, Any] = {
-                "name": name,
-                "image": self._image,
-                "command": ["sh", "-c", WAIT_SCRIPT, name, CONTROL_PATH, marker, str(bound), str(code)],
-                "volumeMounts": [
-                    {"name": mount["name"], "mountPath": self.mount_path, "readOnly": read_only},
-                    {"name": CONTROL_VOLUME, "mountPath": CONTROL_PATH},
-                ],
-                "resources": copy.deepcopy(dict(self.settings.resources)),
-                # the script's last words (e.g. "this image has no tar") become the status message
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-            }
-            pull = self.settings.image_pull_policy or main.get("imagePullPolicy")
-            if pull:
-                c["imagePullPolicy"] = pull
-            if main.get("securityContext"):
-                c["securityContext"] = copy.deepcopy(main["securityContext"])
-            return c
-
-        s = self.settings
-        spec.setdefault("initContainers", []).append(
-            container(INIT_CONTAINER, "delivered", s.delivery_timeout, 1, read_only=False)
-        )
-        containers.append(container(KEEPER_CONTAINER, "released", s.keep_timeout, 0, read_only=True))
-        spec["containers"] = containers
-        spec.setdefault("volumes", []).append({"name": CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
-        meta = pod.setdefault("metadata", {})
-        annotations = meta.get("annotations") or {}
-        annotations[ANNOTATION] = f"kubectl-cp; delivery-timeout={s.delivery_timeout}s; keep-timeout={s.keep_timeout}s"
-        meta["annotations"] = annotations
+        image = decorate_pod(pod, main_container, self.mount_path, self.settings)
+        if image is not None:
+            self._main = main_container
+            self._image = image
 
     # -- Contract 7: advance --
 
@@ -409,9 +248,9 @@ class WorkspaceTransfer:
             raise TransferError("the workspace transfer's decorate() was never called for this pod")
         name = str((pod.get("metadata") or {}).get("name") or "")
         phase = (pod.get("status") or {}).get("phase")
-        init = _state(pod, "initContainerStatuses", INIT_CONTAINER)
-        main = _state(pod, "containerStatuses", self._main)
-        keeper = _state(pod, "containerStatuses", KEEPER_CONTAINER)
+        init = container_state(pod, "initContainerStatuses", INIT_CONTAINER)
+        main = container_state(pod, "containerStatuses", self._main)
+        keeper = container_state(pod, "containerStatuses", KEEPER_CONTAINER)
         try:
             if not self.delivered:
                 if "running" in init:
@@ -440,26 +279,15 @@ class WorkspaceTransfer:
             raise
 
     def _init_ended(self, terminated: Mapping[str, Any]) -> None:
-        code = terminated.get("exitCode")
-        if code == 0:  # our marker: an earlier placement went through though its answer was lost
-            self.delivered = True
-            return
-        message = str(terminated.get("message") or terminated.get("reason") or "")
-        if code == 127 or any(t in message.lower() for t in _TOOL_MISSING):
-            raise TransferError(
-                f"image {self._image!r} cannot run the workspace transfer: it needs sh and tar "
-                f"(kubectl cp runs tar in the container); set workspace_transfer.image to an image that has them "
-                f"[init container exit code {code}: {message.strip()[:300]}]"
-            )
-        raise TransferError(
-            f"the init container {INIT_CONTAINER} ended with exit code {code} before the workspace was delivered "
-            f"({message.strip()[:300] or 'no message'})"
-        )
+        error = init_container_failure(terminated, self._image)
+        if error is not None:
+            raise error
+        self.delivered = True  # exit code 0 is our marker: an earlier placement went through, its answer lost
 
     # -- delivery --
 
     def _exec(self, kubectl: Kubectl, pod: str, container: str, script: str, *args: str, **kw: Any) -> None:
-        kubectl.run(("exec", pod, "--container", container, "--", "sh", "-c", script, "kubectl-launcher", *args), **kw)
+        kubectl.run(exec_script_argv(pod, container, script, *args), **kw)
 
     def _listing(self, kubectl: Kubectl, pod: str, container: str, folder: str, scratch: str) -> archive.PodListing:
         path = os.path.join(scratch, "listing.txt")
@@ -513,7 +341,7 @@ class WorkspaceTransfer:
         self, kubectl: Kubectl, pod: str, staging: str, scratch: str, manifest: archive.TreeManifest, attempt: int
     ) -> None:
         s = self.settings
-        stage = f"{self.mount_path.rstrip('/')}/{STAGE_PREFIX}{attempt}"
+        stage = stage_path(self.mount_path, attempt)
         self._lease_token += 1
         self._exec(
             kubectl,
@@ -525,11 +353,11 @@ class WorkspaceTransfer:
             str(self._lease_token),
             idempotent=True,
         )
-        what = f"sending the workspace to pod {pod} ({manifest.files} files, {_human(manifest.total_bytes)})"
+        what = f"sending the workspace to pod {pod} ({manifest.files} files, {human_size(manifest.total_bytes)})"
         self.log.info("%s", what)
         with _Progress(self.log, what, s.progress_interval, self._clock) as progress:
             # dest does not exist: kubectl cp renames onto it, whatever its test -d probe says
-            kubectl.run(("cp", "--container", INIT_CONTAINER, staging, f"{pod}:{stage}"), timeout=s.command_timeout)
+            kubectl.run(copy_in_argv(pod, staging, stage), timeout=s.command_timeout)
             listing = self._listing(kubectl, pod, INIT_CONTAINER, stage, scratch)
             archive.compare(manifest, listing, what="workspace delivered to the pod")
             place = (self.mount_path, stage, CONTROL_PATH, "local", self.job_id)
@@ -537,12 +365,12 @@ class WorkspaceTransfer:
         self._report("delivered the workspace", manifest, self._clock() - progress.started)
 
     def _report(self, what: str, manifest: archive.TreeManifest, seconds: float) -> None:
-        rate = _human(manifest.total_bytes / max(seconds, 1e-6))
+        rate = human_size(manifest.total_bytes / max(seconds, 1e-6))
         self.log.info(
             "%s: %d files, %s in %.1fs (%s/s), verified",
             what,
             manifest.files,
-            _human(manifest.total_bytes),
+            human_size(manifest.total_bytes),
             seconds,
             rate,
         )
@@ -566,14 +394,9 @@ class WorkspaceTransfer:
         raise TransferError(f"could not {what} after {self.settings.attempts} attempts: {last}") from last
 
     def _raise_if_tool_missing(self, e: Exception) -> None:
-        if not isinstance(e, KubectlError):
-            return
-        text = f"{e.stderr} {e}".lower()
-        if e.returncode in (126, 127) or "executable file not found" in text:
-            raise TransferError(
-                f"image {self._image!r} has no tar (or sh): kubectl cp and the workspace transfer run them in "
-                f"the container; set workspace_transfer.image to an image that has them [{e}]"
-            ) from e
+        error = tool_missing_failure(e, self._image) if isinstance(e, KubectlError) else None
+        if error is not None:
+            raise error from e
 
     # -- lease --
 
@@ -634,7 +457,7 @@ class WorkspaceTransfer:
             ) as progress:
                 listing = self._listing(kubectl, pod, KEEPER_CONTAINER, self.pod_job_dir, scratch)
                 kubectl.run(
-                    ("exec", pod, "--container", KEEPER_CONTAINER, "--", "tar", "cf", "-", "-C", self.pod_job_dir, "."),
+                    tar_out_argv(pod, self.pod_job_dir),
                     idempotent=True,
                     timeout=s.command_timeout,
                     stdout_path=tar_path,
@@ -658,24 +481,8 @@ class WorkspaceTransfer:
         """Leave the pod to its keeper (no release, no more lease), tell how to fetch results by hand."""
         self._lease_at = float("inf")
         dest = f"{self.job_dir}-results"
-        argv = kubectl.argv(("cp", "--container", KEEPER_CONTAINER, f"{pod}:{self.pod_job_dir}", dest))
-        command = kubectl.describe(argv)
-        release = kubectl.describe(
-            kubectl.argv(
-                (
-                    "exec",
-                    pod,
-                    "--container",
-                    KEEPER_CONTAINER,
-                    "--",
-                    "sh",
-                    "-c",
-                    RELEASE_SCRIPT,
-                    "kubectl-launcher",
-                    CONTROL_PATH,
-                )
-            )
-        )
+        command = kubectl.describe(kubectl.argv(copy_out_argv(pod, self.pod_job_dir, dest)))
+        release = kubectl.describe(kubectl.argv(exec_script_argv(pod, KEEPER_CONTAINER, RELEASE_SCRIPT, CONTROL_PATH)))
         self.recovery_command = command if fetch else None
         if not fetch:
             return TransferError(f"results of job {self.job_id} were not collected: {reason}")
@@ -683,12 +490,7 @@ class WorkspaceTransfer:
         try:
             os.makedirs(self.own_dir, exist_ok=True)
             with open(script, "w", encoding="utf-8") as f:
-                f.write(
-                    f"#!/bin/sh\n# Results of job {self.job_id} could not be collected: {_one_line(reason)}\n"
-                    f"# Pod {pod} keeps them for about {self.settings.keep_timeout}s after the launcher gave up.\n"
-                    f"# Fetch them (kubectl cp skips symlinks), check them, then release the pod:\n"
-                    f"set -e\n{command}\n# {release}\n"
-                )
+                f.write(recovery_script(self.job_id, pod, reason, self.settings.keep_timeout, command, release))
             os.chmod(script, 0o700)
         except OSError as e:
             self.log.warning("could not write %s: %s", script, e)
@@ -715,7 +517,3 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except FileNotFoundError:
         return 0
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
