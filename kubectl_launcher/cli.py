@@ -12,7 +12,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from . import errors
-from .journal import REDACTED, JournalEntry, clean_excerpt, json_output_digest, read_entries, wants_json
+from .journal import (
+    REDACTED,
+    JournalEntry,
+    JournalNote,
+    clean_excerpt,
+    json_output_digest,
+    read_journal,
+    wants_json,
+)
 from .kubectl import CommandResult, Runner, ShRunner
 
 LOCAL_CLUSTER_MODULE = "kubectl_launcher.localkube.cli"
@@ -181,18 +189,31 @@ def _stdin_asker(stream: TextIO, out: TextIO) -> Callable[[str], str]:
     return ask
 
 
+def _from(items: Sequence[JournalEntry | JournalNote], first: int) -> list[JournalEntry | JournalNote]:
+    """Items from entry `first` on, with the notes written just before it."""
+    start = 0
+    for position, item in enumerate(items):
+        if isinstance(item, JournalEntry) and item.index < first:
+            start = position + 1
+    return [item for item in items[start:] if not isinstance(item, JournalEntry) or item.index >= first]
+
+
 def _cmd_replay(ns: argparse.Namespace) -> int:
     try:
-        entries = [e for e in read_entries(ns.journal) if e.index >= ns.from_]
+        items = _from(read_journal(ns.journal), ns.from_)
     except OSError as exc:
         print(f"error: cannot read the journal {ns.journal!r}: {exc.strerror}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {ns.journal!r} is not a kubectl-launcher journal: {exc}", file=sys.stderr)
         return 2
+    entries = [item for item in items if isinstance(item, JournalEntry)]
     if ns.dry_run:
-        for entry in entries:
-            print(entry.shell)
+        for item in items:
+            if isinstance(item, JournalNote):
+                print("\n".join(f"# {line}".rstrip() for line in item.text.split("\n")))
+            else:
+                print(item.shell)
         return 0
     ask = _stdin_asker(sys.stdin, sys.stdout) if ns.step else None
     replayer = Replayer(

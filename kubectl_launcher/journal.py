@@ -277,7 +277,7 @@ class Journal:
             count = 0
             if os.path.exists(self.jsonl_path):
                 with open(self.jsonl_path, encoding="utf-8") as existing:
-                    count = sum(1 for line in existing if line.strip())
+                    count = sum(1 for line in existing if line.strip() and not _is_note(line))
             if not os.path.exists(self.sh_path) or os.path.getsize(self.sh_path) == 0:
                 fd = self._open_append(self.sh_path)
                 try:
@@ -362,16 +362,44 @@ class Journal:
                 lines.append(f"# stderr: {excerpt}")
             sh_text = "\n".join(lines) + "\n"
             json_text = json.dumps(data, ensure_ascii=False) + "\n"
-            # One write() per file per entry, with O_APPEND: entries never interleave, even
-            # between processes appending to the same launcher journal.
-            for path, text in ((self.sh_path, sh_text), (self.jsonl_path, json_text)):
-                fd = self._open_append(path)
-                try:
-                    os.write(fd, text.encode())
-                finally:
-                    os.close(fd)
+            self._append(sh_text, json_text)
             self._next_index = index + 1
         return index
+
+    def note(self, text: str, *, redactor: Redactor | None = None) -> None:
+        """Append a remark for the operator: comment lines in the .sh file, a {"note": ...} line in
+        the .jsonl. Redacted like every command; replay skips it."""
+        redactors = [r for r in (redactor, self.redactor) if r is not None]
+        clean = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text.replace("\t", " "))
+        clean = _chain(clean, redactors).strip("\n")
+        at = iso_utc(datetime.datetime.now(tz=datetime.UTC).timestamp())
+        first, *rest = clean.split("\n") or [""]
+        lines = [f"\n# note ({at}): {first}".rstrip(), *(f"# {line}".rstrip() for line in rest)]
+        with self._lock:
+            self._prepare()
+            self._append("\n".join(lines) + "\n", json.dumps({"note": clean, "at": at}, ensure_ascii=False) + "\n")
+
+    def _append(self, sh_text: str, json_text: str) -> None:
+        # One write() per file per entry, with O_APPEND: entries never interleave, even
+        # between processes appending to the same launcher journal.
+        for path, text in ((self.sh_path, sh_text), (self.jsonl_path, json_text)):
+            fd = self._open_append(path)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+
+
+def _is_note(line: str) -> bool:
+    return line.startswith('{"note":')
+
+
+@dataclass(frozen=True)
+class JournalNote:
+    """A remark written with Journal.note, as read back from the JSON-lines file."""
+
+    text: str
+    at: str
 
 
 def jsonl_path_for(path: str) -> str:
@@ -382,12 +410,21 @@ def jsonl_path_for(path: str) -> str:
     return base + ".jsonl" if ext in (".sh", "") else path
 
 
-def read_entries(path: str) -> list[JournalEntry]:
-    entries = []
+def read_journal(path: str) -> list[JournalEntry | JournalNote]:
+    """Commands and notes, in the order they were written."""
+    items: list[JournalEntry | JournalNote] = []
     with open(jsonl_path_for(path), encoding="utf-8") as source:
         for number, line in enumerate(source, start=1):
             if not line.strip():
                 continue
             data = json.loads(line)
-            entries.append(JournalEntry(int(data.get("index", number)), data))
-    return entries
+            if _is_note(line):
+                items.append(JournalNote(str(data.get("note", "")), str(data.get("at", ""))))
+            else:
+                items.append(JournalEntry(int(data.get("index", number)), data))
+    return items
+
+
+def read_entries(path: str) -> list[JournalEntry]:
+    """The commands of a journal, without its notes."""
+    return [item for item in read_journal(path) if isinstance(item, JournalEntry)]

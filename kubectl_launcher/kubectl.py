@@ -481,6 +481,11 @@ class Kubectl:
         """Register a secret: it never appears in a journal or an error message."""
         self._shared.redactor.add(value)
 
+    def note(self, text: str) -> None:
+        """A remark for the operator in every journal of this Kubectl, between its commands (redacted)."""
+        for journal in self.journals:
+            journal.note(text, redactor=self._shared.redactor)
+
     def for_job(self, journal: Journal) -> Kubectl:
         """A copy whose commands go to this Kubectl's journals and to `journal` (one job's)."""
         clone = object.__new__(Kubectl)

@@ -170,3 +170,22 @@ def test_local_cluster_without_the_api_double_says_so(capsys: pytest.CaptureFixt
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
     assert "replay" in capsys.readouterr().err
+
+
+def test_notes_are_printed_as_comments_by_dry_run_and_never_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
+    journal.note("results not collected;\nrecover them with: kubectl cp pod:/ws here")
+    journal.record(CommandResult(("kubectl", "delete", "pod", "x"), 0), env=ENV)
+    assert cli.main(["replay", journal.sh_path, "--dry-run", "--from", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "# results not collected;",
+        "# recover them with: kubectl cp pod:/ws here",
+        "KUBERC=off kubectl delete pod x",
+    ]
+    runner = FakeRunner([(0, "", ""), (0, "", "")])
+    out = io.StringIO()
+    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert [argv for argv, _ in runner.ran] == [["kubectl", "get", "pods"], ["kubectl", "delete", "pod", "x"]]

@@ -10,7 +10,15 @@ import stat
 import threading
 from pathlib import Path
 
-from kubectl_launcher.journal import Journal, Redactor, json_output_digest, read_entries, shell_line
+from kubectl_launcher.journal import (
+    Journal,
+    JournalNote,
+    Redactor,
+    json_output_digest,
+    read_entries,
+    read_journal,
+    shell_line,
+)
 from kubectl_launcher.kubectl import CommandResult, StdinRecord
 
 ENV = {"KUBERC": "off", "KUBECACHEDIR": "/tmp/cache dir"}
@@ -142,3 +150,36 @@ def test_json_output_is_compared_without_volatile_fields() -> None:
     assert d1 == d2 != d3
     assert summary == {"kind": "Pod", "name": "x", "phase": "Running"}
     assert json_output_digest("pod/x") is None
+
+
+def test_a_note_is_a_comment_in_the_sh_file_and_a_note_line_in_the_jsonl(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env={})
+    journal.redact("s3cr3t-value")
+    journal.note("results not collected; recover them with:\nkubectl cp --token s3cr3t-value pod:/ws /here")
+    journal.record(CommandResult(("kubectl", "delete", "pod", "x"), 0), env={})
+    sh_lines = Path(journal.sh_path).read_text().splitlines()
+    start = next(i for i, line in enumerate(sh_lines) if line.startswith("# note ("))
+    assert sh_lines[start].endswith("): results not collected; recover them with:")
+    assert sh_lines[start + 1] == "# kubectl cp --token *** pod:/ws /here"
+    assert "s3cr3t-value" not in Path(journal.sh_path).read_text() + Path(journal.jsonl_path).read_text()
+    items = read_journal(journal.jsonl_path)
+    assert [type(item).__name__ for item in items] == ["JournalEntry", "JournalNote", "JournalEntry"]
+    note = items[1]
+    assert isinstance(note, JournalNote) and note.text.endswith("kubectl cp --token *** pod:/ws /here")
+    assert [e.index for e in read_entries(journal.jsonl_path)] == [1, 2]
+
+
+def test_notes_do_not_shift_the_numbering_of_a_reopened_journal(tmp_path: Path) -> None:
+    first = Journal(str(tmp_path))
+    first.record(CommandResult(("kubectl", "version"), 0), env={})
+    first.note("one")
+    first.note("two")
+    assert Journal(str(tmp_path)).record(CommandResult(("kubectl", "get", "pods"), 0), env={}) == 2
+
+
+def test_a_note_cannot_inject_a_command_line(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.note("harmless\r\nrm -rf / \x1b[2K\n\n")
+    lines = Path(journal.sh_path).read_text().split("# Running the whole file")[1].splitlines()[1:]
+    assert lines and all(line == "" or line.startswith("#") for line in lines)

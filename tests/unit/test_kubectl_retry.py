@@ -220,3 +220,16 @@ def test_every_attempt_is_journaled(tmp_path: os.PathLike[str]) -> None:
 def test_bad_settings_are_refused_at_construction() -> None:
     with pytest.raises(errors.ConfigError):
         Kubectl(retries=-1)
+
+
+def test_a_note_goes_to_every_journal_with_registered_secrets_hidden(tmp_path: os.PathLike[str]) -> None:
+    launcher_journal = Journal(os.path.join(tmp_path, "launcher"))
+    job_journal = Journal(os.path.join(tmp_path, "job"))
+    k, _, _ = make([], journal=launcher_journal)
+    k.redact("hunter2-token")
+    k.for_job(job_journal).note("pod kept; token hunter2-token must not show")
+    for journal in (launcher_journal, job_journal):
+        with open(journal.sh_path) as sh_file:
+            text = sh_file.read()
+        assert "# note (" in text and "pod kept; token *** must not show" in text
+        assert read_entries(journal.jsonl_path) == []
