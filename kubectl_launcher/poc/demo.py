@@ -38,11 +38,35 @@ from kubectl_launcher.poc.report import (
     site_results,
     startup_failures,
 )
+from kubectl_launcher.poc.watch import RoundTracker
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The image name the demo's pods carry on the double (the host filesystem stands in for every image).
 DOUBLE_IMAGE = "kubectl-launcher-demo/nvflare:2.9"
 UNPULLABLE_IMAGE = "registry.invalid/kubectl-launcher-demo/does-not-exist:0"
+
+
+def transfer_settings(real_cluster: bool) -> dict[str, object]:
+    """The workspace transfer's settings (resources.json ``workspace_transfer``), chosen for a demo job.
+
+    The workspace is ~30 KB each way, so none of these costs time on the happy path; they bound how
+    long a pod lingers when something goes wrong. ``verify_checksums`` stays on: the listing it adds
+    to is read anyway (it is what the transfer compares against), and the checksums of 30 KB cost
+    nothing measurable (see the timeline's deliver/collect rows).
+    """
+    return {
+        "verify_checksums": True,
+        # A demo workspace takes well under a second; an init container waiting 30 minutes (the
+        # default) for a parent that died only keeps a stray pod around.
+        "delivery_timeout": 120,
+        # The keeper holds results until collected. 5 minutes is plenty for one collection; the lease
+        # is renewed every minute while the job runs, so a long job is never cut short.
+        "keep_timeout": 300,
+        "lease_interval": 60.0,
+        "command_timeout": 120.0,
+        # On the double a failed kubectl cp is not congestion: retry at once. A real cluster keeps the default.
+        "retry_delay": 5.0 if real_cluster else 1.0,
+    }
 
 
 class Console:
@@ -152,6 +176,10 @@ class Demo:
         self.cluster: Any = None
         self.dep: PocDeployment | None = None
         self.watcher: Any = None
+        self.stream_kubectl: Any = None
+        self.followers: dict[str, Any] = {}
+        self._follow_lock = threading.Lock()
+        self.rounds = RoundTracker()
 
     # ------------------------------------------------------------------ steps
     def run(self) -> int:
@@ -174,7 +202,7 @@ class Demo:
             namespace=ns.namespace,
             default_python_path=python_path,
             pending_timeout=60 if self.real_cluster else 20,
-            extra_args={"kubectl": self.kubectl_bin, "workspace_transfer": True},
+            extra_args={"kubectl": self.kubectl_bin, "workspace_transfer": transfer_settings(self.real_cluster)},
         )
         dep.use_k8s_launcher(settings)
         if self.real_cluster:
@@ -237,28 +265,58 @@ class Demo:
 
     def _start_watch(self, kubeconfig: str) -> None:
         from kubectl_launcher.kubectl import Kubectl
+        from kubectl_launcher.names import site_name_to_rfc1123
         from kubectl_launcher.poc.watch import PodSighting, PodWatcher
 
-        kubectl = Kubectl(kubeconfig, namespace=self.ns.namespace, kubectl=self.kubectl_bin, request_timeout=0)
-
-        from kubectl_launcher.names import site_name_to_rfc1123
-
+        # request_timeout=0: a watch and a log follow stay open as long as the job runs.
+        self.stream_kubectl = Kubectl(
+            kubeconfig, namespace=self.ns.namespace, kubectl=self.kubectl_bin, request_timeout=0
+        )
         site_of_label = {site_name_to_rfc1123(site): site for site in SITES}
+        server_label = site_name_to_rfc1123(SERVER)
 
         def on_change(pod: PodSighting, event: str) -> None:
             site = site_of_label.get(pod.site, pod.site)
             self.say(f"{site:7} pod {pod.name}: {pod.phase}" + (f" ({pod.detail})" if pod.detail else ""))
 
-        self.watcher = PodWatcher(kubectl, on_change)
+        def on_pod(_pod: dict[str, Any], seen: PodSighting) -> None:
+            # The server job writes its log inside the pod; follow it to show the rounds as they start.
+            if seen.site == server_label and seen.main_state in ("running", "terminated"):
+                self._follow_server_log(seen.name, seen.main_container)
+
+        self.watcher = PodWatcher(self.stream_kubectl, on_change, on_pod=on_pod)
         self.watcher.start()
+
+    def _follow_server_log(self, pod: str, container: str) -> None:
+        from kubectl_launcher.poc.watch import LogFollower
+
+        with self._follow_lock:
+            if pod in self.followers or self.stream_kubectl is None:
+                return
+
+            def on_line(line: str) -> None:
+                for r in self.rounds.feed(line):
+                    self.say(f"round {r} started (server, live from pod {pod})")
+
+            follower = LogFollower(self.stream_kubectl, pod, container, on_line)
+            self.followers[pod] = follower
+            follower.start()
+
+    def _stop_streams(self) -> None:
+        with self._follow_lock:
+            followers = list(self.followers.values())
+        for follower in followers:
+            follower.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
 
     def _run_job(self, dep: PocDeployment, spec: JobSpec) -> JobOutcome:
         try:
-            return run_job(dep, spec, say=self.say, timeout=self.ns.timeout)
+            return run_job(dep, spec, say=self.say, timeout=self.ns.timeout, rounds=self.rounds)
         finally:
             if self.watcher is not None:
                 time.sleep(1.0)  # let the watch print the pods' last phases
-                self.watcher.stop()
+            self._stop_streams()
 
     def _report(self, dep: PocDeployment, outcome: JobOutcome, spec: JobSpec) -> bool:
         say = self.say
@@ -311,6 +369,7 @@ class Demo:
         first = journals.get(SERVER) or next(iter(journals.values()), None)
         if first is not None:
             plain("try:      " + shlex.join(["kubectl-launcher", "replay", "--dry-run", str(first)]))
+        self._timeline(dep, ours, baseline)
         total, per_site = count_kubectl_processes(dep, ours.job_id)
         detail = ", ".join(f"{site} {n}" for site, n in per_site.items())
         plain(f"kubectl processes started for the job: {total} ({detail})")
@@ -320,11 +379,50 @@ class Demo:
         plain(line)
         plain("=" * 78)
 
+    def _timeline(self, dep: PocDeployment, ours: JobOutcome, baseline: JobOutcome | None) -> None:
+        """Where the job's time went, per site: what an operator debugging a slow job wants first."""
+        from kubectl_launcher.poc import timeline
+
+        plain = self.say.plain
+        submitted = ours.meta.get("submit_time")
+        if not isinstance(submitted, int | float):
+            return
+        pods = self.watcher.history if self.watcher is not None else None
+        sites = timeline.build(dep, ours.job_id, pods, result_dir=ours.result_dir, finished_at=ours.finished_at)
+        plain("-" * 78)
+        for line in timeline.render(sites, float(submitted)):
+            plain(line)
+        plain("where submit -> FINISHED went (kubectl-launcher):")
+        for line in timeline.breakdown(sites, float(submitted), ours.finished_at):
+            plain(line)
+        base_submitted = baseline.meta.get("submit_time") if baseline is not None else None
+        if baseline is not None and isinstance(base_submitted, int | float):
+            base = timeline.build(
+                dep,
+                baseline.job_id,
+                None,
+                result_dir=baseline.result_dir,
+                finished_at=baseline.finished_at,
+                kubectl=False,
+            )
+            marks = (
+                "launch_job returned",
+                "job process started",
+                "first round started",
+                "job process said goodbye",
+                "parent got the return code",
+                "server: job FINISHED seen",
+            )
+            plain(
+                "process launcher, s after submit (server/site-1/site-2): "
+                + timeline.one_line(base, float(base_submitted), marks)
+            )
+        plain("-" * 78)
+
     # ------------------------------------------------------------------ cleanup
     def cleanup(self) -> None:
         say = self.say
-        if self.watcher is not None:
-            self.watcher.stop()
+        self._stop_streams()
         if self.dep is not None:
             self.dep.stop()
         if self.cluster is not None:

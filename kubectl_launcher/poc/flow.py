@@ -35,6 +35,7 @@ class JobOutcome:
     job_id: str
     status: str
     wall_time: float  # submit start -> the server's job store says FINISHED
+    finished_at: float = 0.0  # epoch seconds the FINISHED status was first seen
     rounds: list[int] = field(default_factory=list)
     client_rcs: dict[str, int | None] = field(default_factory=dict)
     result_dir: Path | None = None
@@ -138,18 +139,20 @@ def run_job(
     timeout: float = 300.0,
     on_tick: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
+    rounds: RoundTracker | None = None,
 ) -> JobOutcome:
     """Build and submit ``spec``, follow it until the server records a final status, collect the results.
 
     Every wait is bounded: ``timeout`` covers submit to final status. ``on_tick(job_id)`` runs about
-    twice a second while the job runs (the demo's pod and round display hangs off it).
+    twice a second while the job runs. ``rounds`` may be shared with a follower of the server job's
+    pod log (rounds it already printed are not printed again).
     """
     job_dir = build_job(dep, spec)
     say(f"job folder: {job_dir}")
     started = time.monotonic()
     job_id = submit(dep, job_dir)
     say(f"submitted job {job_id}")
-    rounds = RoundTracker()
+    rounds = rounds if rounds is not None else RoundTracker()
     server_log = dep.site_dir(SERVER) / job_id / "log.txt"
     deadline = started + timeout
     status = ""
@@ -167,7 +170,7 @@ def run_job(
             raise JobFailed(f"job {job_id} is still {status or 'SUBMITTED'} after {wall:.0f} s; giving up")
         time.sleep(0.5)
     wall_time = time.monotonic() - started
-    outcome = JobOutcome(job_id=job_id, status=status, wall_time=wall_time, meta=meta)
+    outcome = JobOutcome(job_id=job_id, status=status, wall_time=wall_time, finished_at=time.time(), meta=meta)
     # A job that never ran may have no workspace archive at all: do not wait long for it.
     outcome.result_dir = collect_results(dep, job_id, timeout=30.0 if status == COMPLETED else 5.0)
     if outcome.result_dir is not None:

@@ -1,8 +1,9 @@
 """Follows what the demo shows while a job runs: job pods and their phases, and the server's FedAvg rounds.
 
-Display only. The pod watch is one long-lived ``kubectl get pods --watch`` (argv and environment built by
-:class:`kubectl_launcher.kubectl.Kubectl`, so it uses the same kubeconfig and flags as the launcher); the
-launcher itself never depends on it.
+Display only. The pod watch is one long-lived ``kubectl get pods --watch`` and the round follower one
+``kubectl logs --follow`` of the server job's main container (argv and environment built by
+:class:`kubectl_launcher.kubectl.Kubectl`, so they use the same kubeconfig and flags as the launcher);
+the launcher itself never depends on them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ from kubectl_launcher.kubectl import Kubectl
 
 MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-launcher"
 SITE_LABEL = "kubectl-launcher/site"
+#: Containers the workspace transfer adds; the job's own container is the other one.
+TRANSFER_PREFIX = "kubectl-launcher-"
 ROUND_RE = re.compile(r"Round (\d+) started")
 
 
@@ -31,15 +35,19 @@ class PodSighting:
     site: str
     phase: str
     detail: str = ""
+    main_container: str = ""
+    main_state: str = ""  # "", "waiting", "running" or "terminated"
 
 
 @dataclass
 class PodHistory:
-    """Every phase each job pod went through, in order (what the e2e test and the demo summary read)."""
+    """Every phase each job pod went through, in order, and when each milestone was first seen."""
 
     phases: dict[str, list[str]] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    #: pod name -> milestone (see :func:`pod_milestones`) -> epoch seconds it was first seen
+    milestones: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(self, sighting: PodSighting) -> bool:
         seen = self.phases.setdefault(sighting.name, [])
@@ -49,6 +57,59 @@ class PodHistory:
             return False
         seen.append(label)
         return True
+
+    def mark(self, name: str, milestones: Sequence[str], at: float) -> None:
+        known = self.milestones.setdefault(name, {})
+        for milestone in milestones:
+            known.setdefault(milestone, at)
+
+
+def _container_state(statuses: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
+    for cs in statuses:
+        if cs.get("name") == name:
+            state = cs.get("state")
+            return state if isinstance(state, dict) else {}
+    return {}
+
+
+def main_container_name(pod: dict[str, Any]) -> str:
+    """The job's own container: the first one the workspace transfer did not add."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        name = str(container.get("name") or "")
+        if name and not name.startswith(TRANSFER_PREFIX):
+            return name
+    return ""
+
+
+def pod_milestones(pod: dict[str, Any]) -> list[str]:
+    """What this pod object shows has happened: scheduled, init-running, init-done, main-running, ..."""
+    status = pod.get("status") or {}
+    spec = pod.get("spec") or {}
+    found = ["seen"]
+    if spec.get("nodeName"):
+        found.append("scheduled")
+    init_statuses = list(status.get("initContainerStatuses") or [])
+    statuses = list(status.get("containerStatuses") or [])
+    for cs in init_statuses:
+        state = cs.get("state") or {}
+        if "running" in state:
+            found.append("init-running")
+        if "terminated" in state:
+            found += ["init-running", "init-done"]
+    main = main_container_name(pod)
+    for cs in statuses:
+        state = cs.get("state") or {}
+        role = "main" if cs.get("name") == main else "keeper"
+        if "running" in state:
+            found.append(f"{role}-running")
+        if "terminated" in state:
+            found += [f"{role}-running", f"{role}-exited"]
+    phase = status.get("phase")
+    if phase in ("Running", "Succeeded", "Failed"):
+        found.append(f"phase-{phase}")
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        found.append("deleting")
+    return found
 
 
 def describe_pod(pod: dict[str, Any]) -> PodSighting:
@@ -71,24 +132,36 @@ def describe_pod(pod: dict[str, Any]) -> PodSighting:
             break
     if meta.get("deletionTimestamp"):
         detail = (detail + ", " if detail else "") + "terminating"
-    return PodSighting(name=str(meta.get("name")), site=str(labels.get(SITE_LABEL, "?")), phase=phase, detail=detail)
+    main = main_container_name(pod)
+    main_state = next(iter(_container_state(list(status.get("containerStatuses") or []), main)), "")
+    return PodSighting(
+        name=str(meta.get("name")),
+        site=str(labels.get(SITE_LABEL, "?")),
+        phase=phase,
+        detail=detail,
+        main_container=main,
+        main_state=main_state,
+    )
 
 
-class PodWatcher:
-    """Runs ``kubectl get pods -l managed-by=kubectl-launcher --watch`` and reports each phase change."""
+class KubectlStream:
+    """One long-lived kubectl command whose stdout is read line by line on a thread.
 
-    def __init__(self, kubectl: Kubectl, on_change: Callable[[PodSighting, str], None]) -> None:
+    Started with the argv and environment :class:`Kubectl` builds, in its own session so that
+    :meth:`stop` ends it without touching anything else.
+    """
+
+    def __init__(self, kubectl: Kubectl, args: Sequence[str], on_line: Callable[[str], None], name: str) -> None:
         self._kubectl = kubectl
-        self._on_change = on_change
-        self.history = PodHistory()
+        self.args = tuple(args)
+        self._on_line = on_line
+        self._name = name
         self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
         self.error = ""
 
     def argv(self) -> tuple[str, ...]:
-        return self._kubectl.argv(
-            ("get", "pods", "--selector", MANAGED_BY, "--watch", "--output-watch-events", "--output", "json")
-        )
+        return self._kubectl.argv(self.args)
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
@@ -98,44 +171,35 @@ class PodWatcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            errors="replace",
             start_new_session=True,
         )
-        self._thread = threading.Thread(target=self._read, name="pod-watch", daemon=True)
+        self._thread = threading.Thread(target=self._read, name=self._name, daemon=True)
         self._thread.start()
 
-    def _read(self) -> None:
+    def _lines(self) -> Iterator[str]:
         assert self._proc is not None and self._proc.stdout is not None
-        decoder = json.JSONDecoder()
-        buffer = ""
-        for line in self._proc.stdout:
-            buffer += line
-            while True:
-                buffer = buffer.lstrip()
-                if not buffer:
-                    break
-                try:
-                    event, end = decoder.raw_decode(buffer)
-                except json.JSONDecodeError:
-                    break
-                buffer = buffer[end:]
-                self._event(event)
-        if self._proc.stderr is not None and not self._proc.stderr.closed:
+        yield from self._proc.stdout
+
+    def _read(self) -> None:
+        for line in self._lines():
+            self._on_line(line)
+        proc = self._proc
+        if proc is not None and proc.stderr is not None and not proc.stderr.closed:
             try:
-                self.error = self._proc.stderr.read()[-500:].strip()
+                self.error = proc.stderr.read()[-500:].strip()
             except ValueError:  # closed by stop() meanwhile
                 pass
 
-    def _event(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("type", "")).upper()
-        pod = event.get("object") or {}
-        if pod.get("kind") != "Pod":
-            return
-        sighting = describe_pod(pod)
-        if kind == "DELETED":
-            sighting = PodSighting(sighting.name, sighting.site, "Deleted")
-            self.history.deleted.add(sighting.name)
-        if self.history.add(sighting):
-            self._on_change(sighting, kind)
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self, timeout: float) -> bool:
+        """True once the stream ended by itself (kubectl logs -f ends with the container)."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout=timeout)
+        return not self._thread.is_alive()
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -153,17 +217,88 @@ class PodWatcher:
                     pipe.close()
 
 
+class PodWatcher:
+    """Runs ``kubectl get pods -l managed-by=kubectl-launcher --watch`` and reports each phase change.
+
+    ``on_pod(pod, sighting)`` also sees every pod object as it arrives (the demo starts the round
+    follower from it); ``history`` keeps the phases and the milestone times for the timeline.
+    """
+
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        on_change: Callable[[PodSighting, str], None],
+        *,
+        on_pod: Callable[[dict[str, Any], PodSighting], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._on_change = on_change
+        self._on_pod = on_pod
+        self._clock = clock
+        self.history = PodHistory()
+        self._decoder = json.JSONDecoder()
+        self._buffer = ""
+        args = ("get", "pods", "--selector", MANAGED_BY, "--watch", "--output-watch-events", "--output", "json")
+        self._stream = KubectlStream(kubectl, args, self._line, "pod-watch")
+
+    @property
+    def error(self) -> str:
+        return self._stream.error
+
+    def argv(self) -> tuple[str, ...]:
+        return self._stream.argv()
+
+    def start(self) -> None:
+        self._stream.start()
+
+    def stop(self) -> None:
+        self._stream.stop()
+
+    def _line(self, line: str) -> None:
+        # kubectl prints each event as indented, multi-line JSON.
+        self._buffer += line
+        while True:
+            self._buffer = self._buffer.lstrip()
+            if not self._buffer:
+                return
+            try:
+                event, end = self._decoder.raw_decode(self._buffer)
+            except json.JSONDecodeError:
+                return
+            self._buffer = self._buffer[end:]
+            self._event(event)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("type", "")).upper()
+        pod = event.get("object") or {}
+        if pod.get("kind") != "Pod":
+            return
+        at = self._clock()
+        sighting = describe_pod(pod)
+        self.history.mark(sighting.name, pod_milestones(pod), at)
+        if kind == "DELETED":
+            self.history.mark(sighting.name, ["deleted"], at)
+            sighting = PodSighting(sighting.name, sighting.site, "Deleted")
+            self.history.deleted.add(sighting.name)
+        if self._on_pod is not None:
+            self._on_pod(pod, sighting)
+        if self.history.add(sighting):
+            self._on_change(sighting, kind)
+
+
 class RoundTracker:
-    """Reads FedAvg's "Round N started" lines from a growing log (a file, or text fetched from a pod)."""
+    """Reads FedAvg's "Round N started" lines from a growing log (a file, a pod's log stream, results)."""
 
     def __init__(self) -> None:
         self.rounds_seen: list[int] = []
         self._offset = 0
+        self._lock = threading.Lock()
 
     def feed(self, text: str) -> list[int]:
-        new = [int(m) for m in ROUND_RE.findall(text) if int(m) not in self.rounds_seen]
-        self.rounds_seen.extend(new)
-        return new
+        with self._lock:
+            new = [int(m) for m in ROUND_RE.findall(text) if int(m) not in self.rounds_seen]
+            self.rounds_seen.extend(new)
+            return new
 
     def follow_file(self, path: Path) -> list[int]:
         try:
@@ -174,6 +309,29 @@ class RoundTracker:
         except FileNotFoundError:
             return []
         return self.feed(chunk)
+
+
+class LogFollower:
+    """``kubectl logs --follow POD --container C``: hands each line to ``on_line`` as the job writes it."""
+
+    def __init__(self, kubectl: Kubectl, pod: str, container: str, on_line: Callable[[str], None]) -> None:
+        self.pod = pod
+        self.container = container
+        args = ("logs", "--follow", pod, "--container", container)
+        self._stream = KubectlStream(kubectl, args, on_line, f"logs-{container}")
+
+    @property
+    def error(self) -> str:
+        return self._stream.error
+
+    def start(self) -> None:
+        self._stream.start()
+
+    def wait(self, timeout: float) -> bool:
+        return self._stream.wait(timeout)
+
+    def stop(self) -> None:
+        self._stream.stop()
 
 
 def pods_phase_summary(history: PodHistory, names: Sequence[str] | None = None) -> list[str]:
