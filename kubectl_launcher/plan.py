@@ -22,11 +22,12 @@ from nvflare.utils.job_launcher_utils import get_credential_env, get_job_launche
 from .handle import normalize_pending_timeout
 from .names import credential_secret_name, job_pod_name, managed_labels, site_name_to_rfc1123, uuid4_to_rfc1123
 from .nvflare_args import path_flags, path_in_pod, pod_resources, pod_volumes, translate_paths
+from .transfer_pod import OWN_FOLDER
 
 __all__ = ["LAUNCHER_DIR", "MANIFEST_FILE", "LaunchPlan", "PlanContext", "PlanDefaults", "PlanSources", "plan_launch"]
 
-#: Our folder in the site workspace and in each job's folder (Contract 3).
-LAUNCHER_DIR = "kubectl-launcher"
+#: Our folder in the site workspace and in each job's folder (Contract 3); the transfer's OWN_FOLDER.
+LAUNCHER_DIR = OWN_FOLDER
 MANIFEST_FILE = "manifest.json"
 NVFLARE_JOB_ID_ANNOTATION = "kubectl-launcher/nvflare-job-id"
 SITE_ANNOTATION = "kubectl-launcher/nvflare-site"

@@ -53,22 +53,24 @@ import yaml
 from kubectl_launcher import archive
 from kubectl_launcher.errors import ConfigError, KubectlError, KubectlRejected, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import Kubectl
+
+# The pod side's names stay importable from here ("as" marks a re-export): transfer.X keeps working.
+from kubectl_launcher.transfer_pod import ANNOTATION as ANNOTATION
+from kubectl_launcher.transfer_pod import CONTROL_PATH as CONTROL_PATH
+from kubectl_launcher.transfer_pod import CONTROL_VOLUME as CONTROL_VOLUME
+from kubectl_launcher.transfer_pod import INIT_CONTAINER as INIT_CONTAINER
+from kubectl_launcher.transfer_pod import KEEPER_CONTAINER as KEEPER_CONTAINER
+from kubectl_launcher.transfer_pod import LEASE_SCRIPT as LEASE_SCRIPT
+from kubectl_launcher.transfer_pod import LIST_SCRIPT as LIST_SCRIPT
+from kubectl_launcher.transfer_pod import LOCAL_EXCLUDES as LOCAL_EXCLUDES
+from kubectl_launcher.transfer_pod import OWN_FOLDER as OWN_FOLDER
+from kubectl_launcher.transfer_pod import PLACE_SCRIPT as PLACE_SCRIPT
+from kubectl_launcher.transfer_pod import PREPARE_SCRIPT as PREPARE_SCRIPT
+from kubectl_launcher.transfer_pod import RELEASE_SCRIPT as RELEASE_SCRIPT
+from kubectl_launcher.transfer_pod import STAGE_PREFIX as STAGE_PREFIX
+from kubectl_launcher.transfer_pod import WAIT_SCRIPT as WAIT_SCRIPT
+from kubectl_launcher.transfer_pod import TransferSettings as TransferSettings
 from kubectl_launcher.transfer_pod import (
-    ANNOTATION,
-    CONTROL_PATH,
-    CONTROL_VOLUME,
-    INIT_CONTAINER,
-    KEEPER_CONTAINER,
-    LEASE_SCRIPT,
-    LIST_SCRIPT,
-    LOCAL_EXCLUDES,
-    OWN_FOLDER,
-    PLACE_SCRIPT,
-    PREPARE_SCRIPT,
-    RELEASE_SCRIPT,
-    STAGE_PREFIX,
-    WAIT_SCRIPT,
-    TransferSettings,
     container_state,
     copy_in_argv,
     copy_out_argv,
@@ -81,27 +83,6 @@ from kubectl_launcher.transfer_pod import (
     tar_out_argv,
     tool_missing_failure,
 )
-
-# The pod side's names are importable from here as before (tests and callers use transfer.X).
-__all__ = [
-    "ANNOTATION",
-    "CONTROL_PATH",
-    "CONTROL_VOLUME",
-    "INIT_CONTAINER",
-    "KEEPER_CONTAINER",
-    "LEASE_SCRIPT",
-    "LIST_SCRIPT",
-    "LOCAL_EXCLUDES",
-    "OWN_FOLDER",
-    "PLACE_SCRIPT",
-    "PREPARE_SCRIPT",
-    "RELEASE_SCRIPT",
-    "STAGE_PREFIX",
-    "WAIT_SCRIPT",
-    "TransferSettings",
-    "WorkspaceTransfer",
-    "local_excludes",
-]
 
 
 def local_excludes(site_workspace: str, extra: Iterable[str] = (), workspace_mount_path: str = "") -> frozenset[str]:

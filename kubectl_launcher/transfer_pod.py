@@ -71,6 +71,7 @@ KEEPER_CONTAINER = "kubectl-launcher-keeper"
 CONTROL_VOLUME = "kubectl-launcher-control"
 CONTROL_PATH = "/kubectl-launcher"
 STAGE_PREFIX = ".kubectl-launcher-in-"
+#: The launcher's own folder in a job's workspace (plan.LAUNCHER_DIR): never sent, never written over.
 OWN_FOLDER = "kubectl-launcher"
 ANNOTATION = "kubectl-launcher/workspace-transfer"
 #: What upstream's bundle never sends from local/ (study data belongs to the launcher, not the job).
