@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -43,6 +44,7 @@ class LocalCluster:
         image_workdir: str = "/",
         pvc_root: str | None = None,
         kubeconfig_path: str | None = None,
+        image_paths: Sequence[str] | None = None,
     ) -> None:
         self.workdir = os.path.abspath(workdir)
         self.version = version
@@ -50,6 +52,12 @@ class LocalCluster:
         self.capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
         self.hidden_paths = tuple(os.path.abspath(p) for p in hidden_paths)
         self.image_workdir = image_workdir
+        # The host's files stand in for every image, but each pod gets its own empty /tmp: when this Python
+        # (a venv, an editable checkout) lives under /tmp, pods would lose it. By default the image also holds
+        # the environment that runs the cluster, so `sys.executable` works as a pod's python_path anywhere.
+        if image_paths is None:
+            image_paths = [sys.prefix, *(p for p in sys.path if p and os.path.isdir(p))]
+        self.image_paths = tuple(dict.fromkeys(os.path.abspath(p) for p in image_paths))
         self.pvc_root = os.path.abspath(pvc_root) if pvc_root else os.path.join(self.workdir, "pvcs")
         self.kubeconfig_path = os.path.abspath(kubeconfig_path or os.path.join(self.workdir, "kubeconfig"))
         self.cache_dir = os.path.join(self.workdir, "kube-cache")
@@ -126,6 +134,7 @@ class LocalCluster:
             pvc_root=self.pvc_root,
             hidden_paths=self.hidden_paths,
             cluster_id=self.cluster_id,
+            image_paths=self.image_paths,
         )
         _add_node(store, self.capacity)
         self._ctx = ApiContext(store, kubelet, self.faults, self.version)

@@ -79,6 +79,7 @@ class Kubelet:
         pvc_root: str,
         hidden_paths: tuple[str, ...],
         cluster_id: str,
+        image_paths: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.faults = faults
@@ -89,6 +90,7 @@ class Kubelet:
         self.pvc_root = pvc_root
         self.hidden_paths = hidden_paths
         self.cluster_id = cluster_id
+        self.image_paths = image_paths
         self.events = EventRecorder(store, NODE_NAME)
         self.pods: dict[str, PodRecord] = {}
         self.wake = asyncio.Event()
@@ -227,7 +229,7 @@ class Kubelet:
         rec.status.started_on_node()
         pod = self._write(rec, pod)
         ctx = podspec.PodContext(
-            pod, rec.pod_dir, self.pvc_root, self.image_workdir, self.hidden_paths, self.cluster_id
+            pod, rec.pod_dir, self.pvc_root, self.image_workdir, self.hidden_paths, self.cluster_id, self.image_paths
         )
         last = None
         while True:

@@ -39,6 +39,7 @@ class PodContext:
     image_workdir: str
     hidden_paths: tuple[str, ...]
     cluster_id: str
+    image_paths: tuple[str, ...] = ()
 
 
 def _lookup(store: Store, kind: str, ns: str, name: str, key: str | None, optional: bool) -> str | None:
@@ -232,4 +233,5 @@ def container_spec(
         mounts=tuple(mounts),
         hidden_paths=ctx.hidden_paths,
         tmp_dir=tmp,
+        image_paths=ctx.image_paths,
     )

@@ -71,6 +71,9 @@ class ContainerSpec:
     mounts: tuple[Mount, ...]  # in order; a later mount may nest inside an earlier one
     hidden_paths: tuple[str, ...]  # host folders the container must see empty
     tmp_dir: str  # host directory that becomes the container's private /tmp
+    # Host folders that belong to the "image" although they lie under /tmp (a venv or a checkout in /tmp):
+    # shown read-only at the same path on top of the private /tmp. Folders elsewhere are in the view anyway.
+    image_paths: tuple[str, ...] = ()
 
 
 class SandboxUnavailable(RuntimeError):
@@ -149,6 +152,7 @@ class ContainerRuntime:
             mounts=spec.mounts,
             hidden_paths=spec.hidden_paths,
             tmp_dir=spec.tmp_dir,
+            image_paths=spec.image_paths,
         )
         with _Pipes() as pipes:
             process = await asyncio.create_subprocess_exec(
@@ -179,6 +183,7 @@ class ContainerRuntime:
         plan: dict[str, Any] = {
             "root": self._rootfs,
             "tmp": os.path.abspath(spec.tmp_dir),
+            "image": [os.path.abspath(p) for p in spec.image_paths],
             # Our own scratch mount point shows a stale copy of the view inside the view: hide it.
             "hide": [self._scratch, *spec.hidden_paths],
             "mounts": [[os.path.abspath(m.host_path), m.container_path, m.read_only] for m in spec.mounts],

@@ -12,7 +12,9 @@ The view, in order (as a container runtime layers a rootfs, its /tmp and the pod
 2. every top-level host directory is bind-mounted into it recursively (the host stands in for every image),
    top-level symlinks are recreated (merged-usr ``/bin -> usr/bin``), top-level files are bind-mounted;
    ``/proc``, ``/dev`` and ``/sys`` come along this way, which is what python and tar need;
-3. the host's ``/tmp`` is replaced by the container's private ``tmp`` directory;
+3. the host's ``/tmp`` is replaced by the container's private ``tmp`` directory, and the *image paths* that
+   lie under ``/tmp`` (the cluster's own venv or checkout when it runs from ``/tmp``) are bound back
+   read-only at their paths, so that "the image" still holds the Python the pods run;
 4. each hidden path (and the scratch directory itself) is covered with an empty read-only tmpfs;
 5. the volumes are bind-mounted at their mount paths in the given order, so a later mount may nest inside an
    earlier one (``read_only`` is a read-only remount that keeps the flags the kernel locks in a user namespace);
@@ -249,6 +251,14 @@ class View:
         mount(source, inside, None, MS_BIND | MS_REC)
         self._mounted("/tmp", VOLUME)
 
+    def image_path(self, path: str) -> None:
+        if not view_path(path).startswith("/tmp/") or not os.path.isdir(path):
+            return  # outside /tmp the host's folder is already in the view
+        inside = self.ensure(path)
+        mount(path, self.real(inside), None, MS_BIND | MS_REC)
+        remount_read_only(self.real(inside))
+        self._mounted(inside, IMAGE)
+
     def hide(self, path: str) -> None:
         current, missing = self.walk(path)
         if missing or current == "/" or not os.path.isdir(self.real(current)):
@@ -273,6 +283,8 @@ class View:
         self.mount_root()
         self.bind_host()
         self.private_tmp(plan["tmp"])
+        for image in plan.get("image", ()):
+            self.image_path(image)
         for hidden in plan["hide"]:
             self.hide(hidden)
         for source, path, read_only in plan["mounts"]:

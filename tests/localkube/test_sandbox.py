@@ -70,6 +70,7 @@ class Box:
         mounts: Sequence[Mount] = (),
         hidden: Sequence[str] = (),
         working_dir: str = "/",
+        image_paths: Sequence[str] = (),
     ) -> ContainerSpec:
         return ContainerSpec(
             argv=("/bin/sh", "-c", script),
@@ -78,6 +79,7 @@ class Box:
             mounts=tuple(mounts),
             hidden_paths=tuple(hidden),
             tmp_dir=str(self.tmp),
+            image_paths=tuple(image_paths),
         )
 
     def run(self, spec: ContainerSpec) -> tuple[int, str]:
@@ -181,6 +183,27 @@ def test_tmp_is_private_and_empty(box: Box) -> None:
     assert log.split() == ["0", "hidden"]
     assert not os.path.exists(f"/tmp/{inside}")
     assert (box.tmp / inside).read_text() == "x\n"
+
+
+def test_image_paths_under_tmp_stay_visible_read_only_while_the_rest_of_tmp_is_private(box: Box) -> None:
+    # A venv or checkout under /tmp is part of the "image" (CI may clone there); the rest of /tmp is not.
+    with (
+        tempfile.TemporaryDirectory(prefix="localkube-image-", dir="/tmp") as image,
+        tempfile.TemporaryDirectory(prefix="localkube-other-", dir="/tmp") as other,
+    ):
+        Path(image, "bin").mkdir()
+        Path(image, "bin", "tool").write_text("from the image")
+        Path(other, "secret").write_text("not for pods")
+        code, log = box.run(
+            box.spec(
+                f"cat {image}/bin/tool; echo; test -e {other}/secret || echo other-hidden; "
+                f"touch {image}/bin/new 2>/dev/null || echo read-only",
+                image_paths=[image],
+            )
+        )
+        assert not Path(image, "bin", "new").exists()
+    assert code == 0, log
+    assert log.split("\n")[:3] == ["from the image", "other-hidden", "read-only"]
 
 
 def test_hidden_paths_are_empty_and_read_only(box: Box, host_dir: Path) -> None:
