@@ -150,6 +150,10 @@ class Replayer:
                 if answer.startswith("s"):
                     self.out.write(f"[{entry.index}] skipped\n")
                     continue
+            if entry.data.get("stream"):
+                # A watch or `logs -f` has no result to compare and would only end at our deadline.
+                self.out.write(f"[{entry.index}] long-running (a watch or logs -f): not replayed\n")
+                continue
             argv = self._binary(entry.argv, entry.argv[0] if entry.argv else "")
             env = self._env(entry)
             reason = ""

@@ -296,10 +296,13 @@ class Journal:
         env: Mapping[str, str] | None = None,
         attempt: int = 1,
         redactor: Redactor | None = None,
+        stream: str | None = None,
     ) -> int:
         """Append one command; returns its index. `stdin` is only hashed, never written.
 
         A stream read from a file comes as a StdinDigest: the caller hashed it without holding it.
+        `stream` marks a long-running command (a watch, logs -f) recorded when it ended: "ended" by
+        itself, "stopped" by us, or "overflowed" (stopped because nobody read it). Replay skips it.
         """
         redactors = [r for r in (redactor, self.redactor) if r is not None]
 
@@ -343,6 +346,8 @@ class Journal:
         }
         if excerpt:
             data["stderr_excerpt"] = excerpt
+        if stream is not None:
+            data["stream"] = stream
         if result.returncode == 0 and wants_json(result.argv) and result.stdout:
             digested = json_output_digest(result.stdout)
             if digested is not None:
@@ -352,7 +357,10 @@ class Journal:
             index = self._prepare()
             data = {"index": index, **data}
             rc_text = "killed by deadline" if result.returncode is None else f"exit code {result.returncode}"
-            lines = [f"\n# [{index}] {data['started_at']} took {result.duration:.3f}s, {rc_text}"]
+            took = f"took {result.duration:.3f}s"
+            if stream:
+                took = f"streamed for {result.duration:.3f}s, {_STREAM_ENDS.get(stream, stream)}"
+            lines = [f"\n# [{index}] {data['started_at']} {took}, {rc_text}"]
             if stdin_note is not None:
                 how = "not recorded, rebuilt by the command before the pipe" if rebuild else "not recorded"
                 sha = f"sha256 {stdin_note['sha256']}" if stdin_note["sha256"] else "digest unknown"
@@ -388,6 +396,13 @@ class Journal:
                 os.write(fd, text.encode())
             finally:
                 os.close(fd)
+
+
+_STREAM_ENDS = {
+    "ended": "ended by itself",
+    "stopped": "stopped by the launcher",
+    "overflowed": "stopped by the launcher: its output was not read",
+}
 
 
 def _is_note(line: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kubectl_launcher import errors
 from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.localkube.testing import wait_until
@@ -80,3 +81,92 @@ def test_megabytes_of_stdin_reach_the_pod_byte_identical(kubectl: Kubectl, tmp_p
     assert [note["sha256"] for note in fed] == [digest, digest]
     assert fed[1]["rebuild_argv"] == ["cat", str(source)]
     kubectl.run(("delete", "pod", pod, "--wait=false"))
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+
+def kubectl_processes(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(pid))
+    return found
+
+
+def watch_args(label: str) -> tuple[str, ...]:
+    return ("get", "pods", "--selector", f"test={label}", "--watch", "--output-watch-events", "--output", "json")
+
+
+def test_a_watch_sees_a_pod_go_through_its_phases_and_stop_leaves_no_kubectl(kubectl: Kubectl, tmp_path: Path) -> None:
+    marker = "test=seam-phases"
+    phases: list[str] = []
+    with kubectl.stream(watch_args("seam-phases")) as stream:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "phases", "labels": {"test": "seam-phases"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "seam:test", "command": ["sh", "-c", "sleep 1; exit 3"]}],
+            },
+        }
+        (tmp_path / "phases.json").write_text(json.dumps(pod))
+        kubectl.run(("apply", "-f", str(tmp_path / "phases.json")))
+        for event in stream.documents():
+            phase_now = event["object"]["status"].get("phase", "")
+            if not phases or phases[-1] != phase_now:
+                phases.append(phase_now)
+            if phase_now == "Failed":
+                break
+        assert kubectl_processes(marker), "the watch should be running until stop()"
+    assert phases[0] == "Pending" and phases[-2:] == ["Running", "Failed"]
+    assert stream.stopped and stream.error is None
+    assert kubectl_processes(marker) == []
+    streamed = [e for e in read_entries(str(tmp_path / "journal")) if e.data.get("stream")]
+    assert [e.data["stream"] for e in streamed] == ["stopped"]
+    assert streamed[0].argv[-len(watch_args("x")) :] == list(watch_args("seam-phases"))
+    kubectl.run(("delete", "pod", "phases", "--wait=false"))
+
+
+def test_a_watch_the_server_cuts_ends_with_exit_code_0(local_cluster: Any, kubectl: Kubectl) -> None:
+    ended: list[Any] = []
+    stream = kubectl.stream(watch_args("seam-cut"), request_timeout=0, on_exit=ended.append)
+    try:
+        wait_until(lambda: kubectl_processes("test=seam-cut"), timeout=30)
+        assert stream.read(timeout=1.0) == []  # no pods: nothing to say, still running
+        assert not stream.ended
+        local_cluster.faults.cut_watches()
+        result = stream.wait(30)
+    finally:
+        stream.stop()
+    assert result is not None and result.returncode == 0
+    assert not stream.stopped and stream.error is None and stream.ended
+    assert ended == [result]
+
+
+def test_logs_follow_streams_a_pods_output_until_it_exits(kubectl: Kubectl, tmp_path: Path) -> None:
+    apply_pod(kubectl, tmp_path, "talker", "for i in 1 2 3; do echo line $i; sleep 0.3; done")
+    wait_until(lambda: phase(kubectl, "talker") in ("Running", "Succeeded"), timeout=60)
+    with kubectl.stream(("logs", "--follow", "talker"), request_timeout=0) as stream:
+        lines = list(stream)
+    assert lines == ["line 1", "line 2", "line 3"]
+    assert stream.returncode == 0 and not stream.stopped
+    kubectl.run(("delete", "pod", "talker", "--wait=false"))
+
+
+def test_a_forbidden_watch_ends_with_a_typed_error(local_cluster: Any, kubectl: Kubectl) -> None:
+    local_cluster.faults.api_errors(403, verbs=("watch",))
+    with kubectl.stream(watch_args("seam-denied")) as stream:
+        assert list(stream) == []  # the list before the watch finds no pod; the watch is refused
+        result = stream.wait(30)
+    assert result is not None and result.returncode == 1 and not stream.stopped
+    assert isinstance(stream.error, errors.KubectlForbidden), stream.stderr

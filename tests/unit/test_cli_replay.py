@@ -189,3 +189,19 @@ def test_notes_are_printed_as_comments_by_dry_run_and_never_replayed(
     out = io.StringIO()
     assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
     assert [argv for argv, _ in runner.ran] == [["kubectl", "get", "pods"], ["kubectl", "delete", "pod", "x"]]
+
+
+def test_a_recorded_stream_is_printed_by_dry_run_but_not_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(CommandResult(("kubectl", "get", "pods", "--watch"), 0, "", "", 31.0), env=ENV, stream="ended")
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
+    assert cli.main(["replay", journal.sh_path, "--dry-run"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["KUBERC=off kubectl get pods --watch", "KUBERC=off kubectl get pods"]
+    runner = FakeRunner([(0, "", "")])
+    out = io.StringIO()
+    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert "[1] long-running (a watch or logs -f): not replayed" in out.getvalue()
+    assert [argv for argv, _ in runner.ran] == [["kubectl", "get", "pods"]]

@@ -183,3 +183,13 @@ def test_a_note_cannot_inject_a_command_line(tmp_path: Path) -> None:
     journal.note("harmless\r\nrm -rf / \x1b[2K\n\n")
     lines = Path(journal.sh_path).read_text().split("# Running the whole file")[1].splitlines()[1:]
     assert lines and all(line == "" or line.startswith("#") for line in lines)
+
+
+def test_a_stream_is_recorded_with_how_long_it_ran_and_how_it_ended(tmp_path: Path) -> None:
+    journal = Journal(str(tmp_path))
+    journal.record(result(rc=1, stderr="E1 klog\nerror: killed\n"), env=ENV, stream="stopped")
+    (entry,) = read_entries(journal.jsonl_path)
+    assert entry.data["stream"] == "stopped" and entry.returncode == 1
+    text = Path(journal.sh_path).read_text()
+    assert "streamed for 0.250s, stopped by the launcher, exit code 1" in text
+    assert command_lines(journal.sh_path) == [entry.shell]
