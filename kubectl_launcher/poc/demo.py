@@ -392,9 +392,7 @@ class Demo:
         plain("-" * 78)
         for line in timeline.render(sites, float(submitted)):
             plain(line)
-        plain("where submit -> FINISHED went (kubectl-launcher):")
-        for line in timeline.breakdown(sites, float(submitted), ours.finished_at):
-            plain(line)
+        base_path: list[tuple[str, float, str]] = []
         base_submitted = baseline.meta.get("submit_time") if baseline is not None else None
         if baseline is not None and isinstance(base_submitted, int | float):
             base = timeline.build(
@@ -405,18 +403,11 @@ class Demo:
                 finished_at=baseline.finished_at,
                 kubectl=False,
             )
-            marks = (
-                "launch_job returned",
-                "job process started",
-                "first round started",
-                "job process said goodbye",
-                "parent got the return code",
-                "server: job FINISHED seen",
-            )
-            plain(
-                "process launcher, s after submit (server/site-1/site-2): "
-                + timeline.one_line(base, float(base_submitted), marks)
-            )
+            base_path = timeline.critical_path(base, float(base_submitted), baseline.finished_at)
+        plain("where submit -> FINISHED went" + (", next to NVFlare's process launcher:" if base_path else ":"))
+        ours_path = timeline.critical_path(sites, float(submitted), ours.finished_at)
+        for line in timeline.render_paths(ours_path, base_path):
+            plain(line)
         plain("-" * 78)
 
     # ------------------------------------------------------------------ cleanup

@@ -279,57 +279,79 @@ def _gap(tl: SiteTimeline, a: str, b: str) -> float | None:
     return None
 
 
-def breakdown(sites: Sequence[SiteTimeline], zero: float, finished: float | None) -> list[str]:
-    """The steps that make up submit -> done, each with its length (the critical path, as it ran)."""
+def critical_path(sites: Sequence[SiteTimeline], zero: float, finished: float | None) -> list[tuple[str, float, str]]:
+    """submit -> FINISHED as a chain of steps whose lengths add up: (step, seconds, what it was made of).
+
+    A step whose end is unknown is merged into the next one.
+    """
     by = {tl.site: tl for tl in sites}
-    server = by.get("server")
-    clients = [tl for tl in sites if tl.site != "server"]
-    out: list[str] = []
-
-    def step(label: str, seconds: float | None, note: str = "") -> None:
-        if seconds is not None:
-            out.append(f"  {label:44} {seconds:5.1f} s" + (f"  ({note})" if note else ""))
-
+    server = by.get(SERVER)
+    clients = [tl for tl in sites if tl.site != SERVER]
     if server is None:
-        return out
-    step("submit -> server scheduled (NVFlare)", _gap_from(zero, server, "scheduled by the server"))
-    step(
-        "server launch_job (until its pod runs)",
-        _gap(server, "scheduled by the server", "launch_job returned"),
-        _launch_note(server),
-    )
-    if clients:
-        ends = [tl.marks.get("launch_job returned") for tl in clients]
-        known = [e for e in ends if e is not None]
-        if known and "launch_job returned" in server.marks:
-            worst = max(clients, key=lambda tl: tl.marks.get("launch_job returned", 0.0))
-            step(
-                "client launch_job (slowest client)",
-                max(known) - server.marks["launch_job returned"],
-                f"{worst.site}: {_launch_note(worst)}",
-            )
-    step(
-        "server: first round -> goodbye (job + NVFlare)",
-        _gap(server, "first round started", "job process said goodbye"),
-    )
-    if clients:
-        last = max(clients, key=lambda tl: tl.marks.get("parent got the return code", 0.0))
-        step(
-            f"{last.site}: job process goodbye -> parent has the rc",
-            _gap(last, "job process said goodbye", "parent got the return code"),
-            _tail_note(last),
-        )
-    step(
-        "server: job process goodbye -> handle saw the end",
-        _gap(server, "job process said goodbye", "handle saw the end"),
-        _tail_note(server),
-    )
-    if finished is not None:
-        latest = max((tl.marks.get("parent got the return code", 0.0) for tl in clients), default=0.0)
-        latest = max(latest, server.marks.get("handle saw the end", 0.0))
-        if latest:
-            step("last return code -> FINISHED seen (NVFlare + demo poll)", finished - latest)
+        return []
+
+    def latest(tls: Sequence[SiteTimeline], what: str) -> tuple[float | None, SiteTimeline | None]:
+        known = [(tl.marks[what], tl) for tl in tls if what in tl.marks]
+        if not known:
+            return None, None
+        at, tl = max(known, key=lambda pair: pair[0])
+        return at, tl
+
+    client_launch, slow_launch = latest(clients, "launch_job returned")
+    connected, _ = latest(clients, "job process connected to its parent")
+    ends = [tl for tl in sites if "parent got the return code" in tl.marks or "handle saw the end" in tl.marks]
+    end_at, end_tl = None, None
+    for tl in ends:
+        at = tl.marks.get("parent got the return code", tl.marks.get("handle saw the end"))
+        if at is not None and (end_at is None or at > end_at):
+            end_at, end_tl = at, tl
+    points: list[tuple[str, float | None, str]] = [
+        ("submit -> server scheduled (NVFlare)", server.marks.get("scheduled by the server"), ""),
+        ("server launch_job", server.marks.get("launch_job returned"), _launch_note(server)),
+        (
+            "clients' launch_job (slowest)",
+            client_launch,
+            f"{slow_launch.site}: {_launch_note(slow_launch)}" if slow_launch and _launch_note(slow_launch) else "",
+        ),
+        ("-> last client job process connected", connected, "python start-up + NVFlare registration"),
+        ("-> server job says goodbye (rounds, end of run)", server.marks.get("job process said goodbye"), ""),
+        (
+            "-> last job's return code at its parent",
+            end_at,
+            f"{end_tl.site}: {_tail_note(end_tl)}" if end_tl and _tail_note(end_tl) else "",
+        ),
+        ("-> FINISHED seen (NVFlare's 1 s loop, demo's 0.5 s poll)", finished, ""),
+    ]
+    out: list[tuple[str, float, str]] = []
+    previous = zero
+    for label, at, note in points:
+        if at is None or at < previous:
+            continue
+        out.append((label, at - previous, note))
+        previous = at
     return out
+
+
+def render_paths(ours: Sequence[tuple[str, float, str]], base: Sequence[tuple[str, float, str]]) -> list[str]:
+    """Our chain, next to the baseline's step by step when there is one (a step it lacks shows '-')."""
+    base_of = {label: seconds for label, seconds, _ in base}
+
+    def other(label: str | None, seconds: float | None = None) -> str:
+        if not base:
+            return ""
+        if label is not None:
+            seconds = base_of.get(label)
+        return f"{'-' if seconds is None else f'{seconds:.1f}':>8}"
+
+    lines = [f"  {'step':56} {'ours':>6}" + (f" {'process':>8}" if base else "")]
+    for label, seconds, note in ours:
+        lines.append(f"  {label:56} {seconds:6.1f} {other(label)}".rstrip())
+        if note:
+            lines.append(f"      {note}")
+    total = sum(s for _, s, _ in ours)
+    base_total = sum(s for _, s, _ in base)
+    lines.append(f"  {'total, server submit -> FINISHED seen':56} {total:6.1f} {other(None, base_total)}".rstrip())
+    return lines
 
 
 def _gap_from(zero: float, tl: SiteTimeline, b: str) -> float | None:

@@ -13,11 +13,12 @@ import pytest
 
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, site_name_to_rfc1123, uuid4_to_rfc1123
+from kubectl_launcher.poc import timeline
 from kubectl_launcher.poc.deployment import CLIENTS, DOUBLE_CAPACITY, SITES, K8sLauncherSettings, PocDeployment
 from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.report import journal_entries, site_journal
-from kubectl_launcher.poc.watch import PodHistory, PodSighting, PodWatcher
+from kubectl_launcher.poc.watch import LogFollower, PodHistory, PodSighting, PodWatcher, RoundTracker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
 
@@ -35,6 +36,8 @@ class Ran:
     secrets_after: list[dict[str, object]]
     pods_after: list[dict[str, object]]
     leftovers: list[int]
+    live_rounds: list[int]
+    sites: list[timeline.SiteTimeline]
 
 
 def _field(obj: dict[str, object], key: str) -> dict[str, object]:
@@ -75,18 +78,30 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
         dep.start()
         kubectl = Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin)
         sightings: list[PodSighting] = []
-        watcher = PodWatcher(
-            Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin, request_timeout=0),
-            lambda pod, _event: sightings.append(pod),
-        )
+        streams = Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin, request_timeout=0)
+        live = RoundTracker()
+        followers: list[LogFollower] = []
+
+        def on_pod(_pod: dict[str, object], seen: PodSighting) -> None:
+            # As the demo does: rounds from the server pod's own log while the job runs.
+            if seen.site == site_name_to_rfc1123("server") and seen.main_state == "running" and not followers:
+                followers.append(LogFollower(streams, seen.name, seen.main_container, live.feed))
+                followers[0].start()
+
+        watcher = PodWatcher(streams, lambda pod, _event: sightings.append(pod), on_pod=on_pod)
         watcher.start()
         spec = JobSpec(name="e2e-numpy", rounds=2, sleep=0.05, image=IMAGE)
         outcome = run_job(dep, spec, say=lambda _msg: None, timeout=240)
         secrets = kubectl.get_json(("get", "secrets", "--selector", SELECTOR, "--output", "json")) or {}
         pods = kubectl.get_json(("get", "pods", "--selector", SELECTOR, "--output", "json")) or {}
         watcher.stop()
+        for follower in followers:
+            follower.stop()
         history = watcher.history
         watcher = None
+        sites = timeline.build(
+            dep, outcome.job_id, history, result_dir=outcome.result_dir, finished_at=outcome.finished_at
+        )
         dep.stop()
         yield Ran(
             dep=dep,
@@ -97,6 +112,8 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             secrets_after=list(secrets.get("items", [])),
             pods_after=list(pods.get("items", [])),
             leftovers=dep.leftover_processes(),
+            live_rounds=list(live.rounds_seen),
+            sites=sites,
         )
     finally:
         if watcher is not None:
@@ -175,3 +192,39 @@ def test_deployment_stayed_inside_its_folder(ran: Ran) -> None:
 def test_results_folder_is_under_the_deployment_root(ran: Ran) -> None:
     assert ran.outcome.result_dir is not None
     assert Path(ran.outcome.result_dir).is_relative_to(ran.dep.root)
+
+
+def test_rounds_were_followed_live_from_the_server_pod_log(ran: Ran) -> None:
+    assert ran.live_rounds == list(range(ran.spec.rounds))
+
+
+def test_timeline_has_every_step_of_every_site(ran: Ran) -> None:
+    wanted = (
+        "pod applied",
+        "init container running",
+        "delivery: done",
+        "main container running",
+        "job process started",
+        "launch_job returned",
+        "job process said goodbye",
+        "collection: done",
+        "keeper released",
+        "pod Succeeded",
+        "handle saw the end",
+    )
+    for tl in ran.sites:
+        missing = [w for w in wanted if w not in tl.marks]
+        assert missing == [], (tl.site, sorted(tl.marks))
+        kinds = {c.kind for c in tl.commands}
+        assert {"apply", "poll", "deliver", "collect", "release"} <= kinds, (tl.site, kinds)
+    clients = [tl for tl in ran.sites if tl.site != "server"]
+    assert all("parent got the return code" in tl.marks for tl in clients)
+
+
+def test_critical_path_adds_up_to_submit_to_finished(ran: Ran) -> None:
+    submitted = float(ran.outcome.meta["submit_time"])
+    path = timeline.critical_path(ran.sites, submitted, ran.outcome.finished_at)
+    labels = [label for label, _, _ in path]
+    assert labels[0].startswith("submit") and labels[-1].startswith("-> FINISHED"), labels
+    assert all(seconds >= 0 for _, seconds, _ in path)
+    assert sum(seconds for _, seconds, _ in path) == pytest.approx(ran.outcome.finished_at - submitted)
