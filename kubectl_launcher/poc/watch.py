@@ -1,24 +1,23 @@
 """Follows what the demo shows while a job runs: job pods and their phases, and the server's FedAvg rounds.
 
 Display only. The pod watch is one long-lived ``kubectl get pods --watch`` and the round follower one
-``kubectl logs --follow`` of the server job's main container (argv and environment built by
-:class:`kubectl_launcher.kubectl.Kubectl`, so they use the same kubeconfig and flags as the launcher);
-the launcher itself never depends on them.
+``kubectl logs --follow`` of the server job's main container, both started by ``Kubectl.stream`` (the
+only code that starts kubectl), so they use the same kubeconfig and flags as the launcher; the
+launcher itself never depends on them.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.kubectl import Kubectl, KubectlStream
 
 MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-launcher"
 SITE_LABEL = "kubectl-launcher/site"
@@ -144,77 +143,70 @@ def describe_pod(pod: dict[str, Any]) -> PodSighting:
     )
 
 
-class KubectlStream:
-    """One long-lived kubectl command whose stdout is read line by line on a thread.
+class LineFollower:
+    """One long-lived kubectl command (``Kubectl.stream``) whose stdout lines go to ``on_line`` on a thread.
 
-    Started with the argv and environment :class:`Kubectl` builds, in its own session so that
-    :meth:`stop` ends it without touching anything else.
+    ``again=True`` (a watch): when kubectl ends by itself with exit code 0 — the server closed the
+    watch — it is started again, so the display does not go quiet halfway through a job.
     """
 
-    def __init__(self, kubectl: Kubectl, args: Sequence[str], on_line: Callable[[str], None], name: str) -> None:
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        args: Sequence[str],
+        on_line: Callable[[str], None],
+        name: str,
+        *,
+        again: bool = False,
+    ) -> None:
         self._kubectl = kubectl
         self.args = tuple(args)
         self._on_line = on_line
         self._name = name
-        self._proc: subprocess.Popen[str] | None = None
+        self._again = again
+        self._stream: KubectlStream | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
         self.error = ""
 
     def argv(self) -> tuple[str, ...]:
         return self._kubectl.argv(self.args)
 
     def start(self) -> None:
-        self._proc = subprocess.Popen(
-            list(self.argv()),
-            env=self._kubectl.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-        )
-        self._thread = threading.Thread(target=self._read, name=self._name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
-    def _lines(self) -> Iterator[str]:
-        assert self._proc is not None and self._proc.stdout is not None
-        yield from self._proc.stdout
-
-    def _read(self) -> None:
-        for line in self._lines():
-            self._on_line(line)
-        proc = self._proc
-        if proc is not None and proc.stderr is not None and not proc.stderr.closed:
-            try:
-                self.error = proc.stderr.read()[-500:].strip()
-            except ValueError:  # closed by stop() meanwhile
-                pass
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                stream = self._stream = self._kubectl.stream(self.args, request_timeout=0)
+            for line in stream:
+                self._on_line(line + "\n")
+            result = stream.wait()
+            if result is None or result.returncode != 0 or not self._again:
+                failure = stream.error
+                if failure is not None:
+                    self.error = str(failure)[-500:]
+                return
 
     def wait(self, timeout: float) -> bool:
-        """True once the stream ended by itself (kubectl logs -f ends with the container)."""
+        """True once the command ended by itself (``kubectl logs -f`` ends with its container)."""
         if self._thread is None:
             return True
         self._thread.join(timeout=timeout)
         return not self._thread.is_alive()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        with self._lock:
+            self._stopped.set()
+            stream = self._stream
+        if stream is not None:
+            stream.stop()
         if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._proc is not None:
-            for pipe in (self._proc.stdout, self._proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+            self._thread.join(timeout=10)
 
 
 class PodWatcher:
@@ -239,7 +231,7 @@ class PodWatcher:
         self._decoder = json.JSONDecoder()
         self._buffer = ""
         args = ("get", "pods", "--selector", MANAGED_BY, "--watch", "--output-watch-events", "--output", "json")
-        self._stream = KubectlStream(kubectl, args, self._line, "pod-watch")
+        self._stream = LineFollower(kubectl, args, self._line, "pod-watch", again=True)
 
     @property
     def error(self) -> str:
@@ -318,7 +310,7 @@ class LogFollower:
         self.pod = pod
         self.container = container
         args = ("logs", "--follow", pod, "--container", container)
-        self._stream = KubectlStream(kubectl, args, on_line, f"logs-{container}")
+        self._stream = LineFollower(kubectl, args, on_line, f"logs-{container}")
 
     @property
     def error(self) -> str:
