@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -22,14 +21,12 @@ from typing import Any, BinaryIO, Protocol
 
 import sh
 
-from . import errors
-from .journal import Journal, Redactor, StdinDigest, clean_excerpt
+from . import errors, kubectl_setup
+from .journal import Journal, Redactor, StdinDigest
 
-#: Oldest kubectl client we support, and why. 1.29 is the first release that can run exec/cp over
-#: WebSocket (opt-in through KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true, which we always set; default
-#: from 1.30), the transport the API double and current servers speak. 1.27/1.28 only speak SPDY
-#: for exec/cp and need --validate=false to apply against servers without protobuf OpenAPI.
-MIN_KUBECTL_VERSION = (1, 29)
+# Re-exported: callers and tests import these from the seam.
+from .kubectl_errors import Classification, classify, message_lines
+from .kubectl_setup import MIN_KUBECTL_VERSION, parse_client_version
 
 _log = logging.getLogger(__name__)
 
@@ -43,7 +40,6 @@ _STDIN_CHUNK = 1024 * 1024
 _BACKOFF_FIRST = 0.5
 _BACKOFF_CAP = 8.0
 
-_KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ ")
 # Environment variables the child inherits from ours when set: where in-cluster credentials are
 # found, and the proxy a site may need to reach its API server.
 _PASS_THROUGH_ENV = (
@@ -532,114 +528,6 @@ def iter_json_objects(lines: Iterable[str], *, limit: int, command: str = "kubec
         raise errors.ProtocolError(f"kubectl's output ended inside a JSON object; command: {command}")
 
 
-# --- classification ------------------------------------------------------------------------------
-
-_TRANSIENT_REASONS = frozenset({"ServiceUnavailable", "InternalError", "Timeout", "ServerTimeout", "TooManyRequests"})
-_REASON_CLASSES: dict[str, type[errors.KubectlError]] = {
-    "NotFound": errors.KubectlNotFound,
-    "AlreadyExists": errors.KubectlAlreadyExists,
-    "Conflict": errors.KubectlConflict,
-    "Forbidden": errors.KubectlForbidden,
-    "Unauthorized": errors.KubectlUnauthorized,
-    "Invalid": errors.KubectlInvalid,
-}
-# Substrings that mean "try again later" whatever the wrapper (Argo's and Garden's lists, trimmed).
-_TRANSIENT_TEXT = (
-    "connection refused",
-    "connection reset by peer",
-    "i/o timeout",
-    "TLS handshake timeout",
-    "http2: client connection lost",
-    "etcdserver: leader changed",
-    "etcdserver: request timed out",
-    "etcdserver: too many requests",
-    "resource quota evaluation timed out",
-    "Operation cannot be fulfilled on resourcequota",
-    "exceeded quota",
-    "context deadline exceeded",
-    "Client.Timeout exceeded",
-    "unexpected EOF",
-)
-_PERMANENT_CONNECT_TEXT = ("x509", "no such host", "certificate")
-
-_REMOTE_EXIT = re.compile(r"^command terminated with exit code (\d+)")
-_SERVER_REASON = re.compile(r"^Error from server \((\w+)\): ")
-_SERVER_NO_REASON = re.compile(r"^Error from server: ")
-_UNAUTHORIZED = re.compile(r"^error: You must be logged in to the server")
-_INVALID = re.compile(r'^The \S+ "[^"]*" is invalid')
-_REFUSED = re.compile(r"^The connection to the server (\S+) was refused")
-_UNABLE = re.compile(r"^Unable to connect to the server: ")
-_CONFIG = re.compile(r"^(Error in configuration: |error: stat |error: current-context)")
-_GENERIC = re.compile(r"^error: ")
-_HEADERS = (_REMOTE_EXIT, _SERVER_REASON, _SERVER_NO_REASON, _UNAUTHORIZED, _INVALID, _REFUSED, _UNABLE, _CONFIG)
-
-
-@dataclass(frozen=True)
-class Classification:
-    error_class: type[errors.KubectlError]
-    reason: str
-    message: str  # kubectl's own words, cleaned and capped
-    returncode: int | None = None  # the remote exit code, for `command terminated with exit code N`
-
-
-def message_lines(stderr: str) -> list[str]:
-    """stderr without klog lines and blank lines."""
-    return [line for line in stderr.splitlines() if line.strip() and not _KLOG.match(line)]
-
-
-def _kubectl_words(lines: list[str]) -> tuple[str, str]:
-    """(the line that says what went wrong, the message from there to the end)."""
-    for i in range(len(lines) - 1, -1, -1):
-        if any(p.match(lines[i]) for p in _HEADERS):
-            break
-    else:
-        for i in range(len(lines) - 1, -1, -1):
-            if _GENERIC.match(lines[i]):
-                break
-        else:
-            i = len(lines) - 1
-    header = lines[i] if lines else ""
-    rest = lines[i:]
-    if header.rstrip().endswith("error when applying patch:") and len(rest) > 2:
-        # Client-side apply echoes the whole patch (Secret data included); keep only the verdict.
-        rest = [header, rest[-1]]
-    return header, clean_excerpt("\n".join(rest))
-
-
-def classify(stderr: str, returncode: int | None, *, timed_out: bool = False) -> Classification:
-    """Map a failed command to an error class from kubectl's last words on stderr."""
-    lines = message_lines(stderr)
-    header, message = _kubectl_words(lines)
-    if timed_out or returncode is None:
-        return Classification(errors.KubectlTimeout, "DeadlineExceeded", message)
-    transient_text = any(t.lower() in message.lower() for t in _TRANSIENT_TEXT)
-    if m := _REMOTE_EXIT.match(header):
-        return Classification(errors.RemoteCommandError, "RemoteCommandFailed", message, int(m.group(1)))
-    if m := _SERVER_REASON.match(header):
-        reason = m.group(1)
-        if reason in _TRANSIENT_REASONS or (reason == "Forbidden" and "exceeded quota" in message):
-            return Classification(errors.KubectlUnavailable, reason, message)
-        return Classification(_REASON_CLASSES.get(reason, errors.KubectlRejected), reason, message)
-    if _SERVER_NO_REASON.match(header):
-        cls = errors.KubectlUnavailable if transient_text else errors.KubectlRejected
-        return Classification(cls, "ServerError", message)
-    if _UNAUTHORIZED.match(header):
-        return Classification(errors.KubectlUnauthorized, "Unauthorized", message)
-    if _INVALID.match(header):
-        return Classification(errors.KubectlInvalid, "Invalid", message)
-    if _REFUSED.match(header):
-        return Classification(errors.KubectlUnavailable, "ConnectionRefused", message)
-    if _UNABLE.match(header):
-        if any(t in message for t in _PERMANENT_CONNECT_TEXT):
-            return Classification(errors.KubectlError, "CannotConnect", message)
-        return Classification(errors.KubectlUnavailable, "CannotConnect", message)
-    if _CONFIG.match(header):
-        return Classification(errors.KubectlError, "Configuration", message)
-    if transient_text:
-        return Classification(errors.KubectlUnavailable, "Transient", message)
-    return Classification(errors.KubectlError, "Unknown", message)
-
-
 # --- the seam ------------------------------------------------------------------------------------
 
 
@@ -941,97 +829,12 @@ class Kubectl:
 
     def check_setup(self) -> None:
         """Raise ConfigError naming the problem and the fix, before a bad set-up looks like an outage."""
-        binary = self.kubectl if os.sep in self.kubectl else shutil.which(self.kubectl, path=self.env()["PATH"])
-        if binary is None or not os.path.isfile(binary) or not os.access(binary, os.X_OK):
-            raise errors.ConfigError(
-                f"kubectl binary {self.kubectl!r} not found or not executable; install kubectl "
-                f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]}+ on PATH or pass kubectl=<path>"
-            )
-        self._check_kubeconfig()
-        self._check_version()
-        self._check_context()
-
-    def _check_kubeconfig(self) -> None:
-        if self.kubeconfig is not None:
-            paths = [self.kubeconfig]
-            origin = "kubeconfig"
-        elif os.environ.get("KUBECONFIG"):
-            paths = [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
-            origin = "KUBECONFIG"
-        else:
-            default = os.path.join(os.environ.get("HOME", "/"), ".kube", "config")
-            if os.path.exists(default) or os.environ.get("KUBERNETES_SERVICE_HOST"):
-                paths = [default] if os.path.exists(default) else []
-                origin = "default kubeconfig"
-            else:
-                raise errors.ConfigError(
-                    "no Kubernetes configuration at all: no kubeconfig given, KUBECONFIG unset, no "
-                    f"{default} and not running in a cluster; pass kubeconfig=<path> (kubectl would "
-                    "otherwise try localhost:8080 and report 'connection refused')"
-                )
-        for path in paths:
-            if not os.path.isfile(path):
-                raise errors.ConfigError(f"{origin} file {path!r} does not exist; fix the path")
-            if not os.access(path, os.R_OK):
-                raise errors.ConfigError(f"{origin} file {path!r} is not readable by this user; fix its permissions")
-
-    def _check_version(self) -> None:
-        result = self.run(["version", "--client", "--output", "json"], check=False)
-        if result.returncode != 0:
-            raise errors.ConfigError(
-                f"`{self.describe(result.argv)}` failed ({clean_excerpt(result.stderr, 300)}); "
-                "is this a kubectl binary?"
-            )
-        version = parse_client_version(result.stdout)
-        if version is None:
-            raise errors.ConfigError(f"cannot read the kubectl client version from `{self.describe(result.argv)}`")
-        if version < MIN_KUBECTL_VERSION:
-            need = f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]}"
-            raise errors.ConfigError(
-                f"kubectl {self.kubectl!r} is version {version[0]}.{version[1]}; kubectl-launcher needs {need} "
-                "or newer (WebSocket exec/cp); install a newer kubectl"
-            )
-
-    def _check_context(self) -> None:
-        if self.context is None:
-            if self.kubeconfig is None and not os.environ.get("KUBECONFIG"):
-                return  # may be in-cluster; kubectl decides
-            result = self.run(["config", "current-context"], check=False)
-            if result.returncode != 0:
-                raise errors.ConfigError(
-                    "the kubeconfig has no current context and none was given; pass context=<name> "
-                    f"({clean_excerpt(result.stderr, 300)})"
-                )
-            return
-        result = self.run(["config", "get-contexts", "--output", "name"], check=False)
-        if result.returncode != 0:
-            raise errors.ConfigError(f"cannot list the kubeconfig's contexts: {clean_excerpt(result.stderr, 300)}")
-        names = result.stdout.split()
-        if self.context not in names:
-            raise errors.ConfigError(
-                f"context {self.context!r} is not in the kubeconfig (it has: {', '.join(names) or 'none'}); "
-                "fix the context name"
-            )
-
-
-_GIT_VERSION = re.compile(r"v?(\d+)\.(\d+)")
-
-
-def parse_client_version(stdout: str) -> tuple[int, int] | None:
-    """(major, minor) from `kubectl version --client -o json`; minor may read '32+'."""
-    try:
-        info = json.loads(stdout).get("clientVersion", {})
-    except (ValueError, AttributeError):
-        return None
-    try:
-        return int(str(info["major"]).rstrip("+")), int(str(info["minor"]).rstrip("+"))
-    except (KeyError, ValueError, TypeError):
-        m = _GIT_VERSION.match(str(info.get("gitVersion", "")) if isinstance(info, dict) else "")
-        return (int(m.group(1)), int(m.group(2))) if m else None
+        kubectl_setup.check_setup(self)
 
 
 __all__ = [
     "MIN_KUBECTL_VERSION",
+    "Classification",
     "CommandResult",
     "Kubectl",
     "KubectlStream",
@@ -1040,5 +843,6 @@ __all__ = [
     "StdinRecord",
     "classify",
     "iter_json_objects",
+    "message_lines",
     "parse_client_version",
 ]
