@@ -30,6 +30,11 @@ that holds it after the job process exits; transfer_pod.py describes both, their
   ``<ws>/<job_id>/kubectl-launcher/``), and the keeper is released.
 * otherwise, while the keeper runs → refresh the lease when due.
 
+A copy or a tar stream holds up ``advance`` for as long as it runs, so around each one a background
+thread renews the lease through the same Kubectl (journaled like every command), at least three times
+per bound of the container that waits. It is stopped when the copy ends or fails; it dies with the
+launcher's process, so a launcher that dies still leaves a pod that ends by itself within the bound.
+
 Failures are retried ``attempts`` times. When collection still fails, the keeper is not released and
 the lease is no longer refreshed, so the pod stays ``keep_timeout`` seconds. The log names the kubectl
 command that fetches the results by hand, ``<ws>/<job_id>/kubectl-launcher/recover-results.sh``
@@ -39,13 +44,14 @@ exit code still decides the job's return code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -114,7 +120,55 @@ def local_excludes(site_workspace: str, extra: Iterable[str] = (), workspace_mou
     return frozenset(out)
 
 
-class _Progress:
+class _Periodic:
+    """Calls ``tick`` every ``interval`` seconds from a daemon thread until stopped; ``stop`` joins it.
+
+    Restartable, and never runs two threads at once: ``start`` while running does nothing. A daemon
+    thread dies with the launcher's process, which is what the pod's lease relies on.
+    """
+
+    def __init__(self, tick: Callable[[], None], interval: float, name: str) -> None:
+        self._tick, self._interval, self._name = tick, interval, name
+        self._lock = threading.Lock()
+        self._running: tuple[threading.Thread, threading.Event] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
+    def start(self) -> None:
+        if self._interval <= 0:
+            return
+        with self._lock:
+            if self._running is not None:
+                return
+            stop = threading.Event()
+            thread = threading.Thread(target=self._loop, args=(stop,), name=self._name, daemon=True)
+            self._running = (thread, stop)
+            thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            running, self._running = self._running, None
+        if running is not None:
+            thread, stop = running
+            stop.set()
+            if thread is not threading.current_thread():
+                thread.join()
+
+    def __enter__(self) -> _Periodic:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval):
+            self._tick()
+
+
+class _Progress(_Periodic):
     """Logs 'still going' lines every interval while one long kubectl command runs."""
 
     def __init__(
@@ -125,35 +179,26 @@ class _Progress:
         clock: Callable[[], float],
         measure: Callable[[], int] | None = None,
     ) -> None:
-        self._log, self._what, self._interval, self._clock, self._measure = log, what, interval, clock, measure
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(self._report, interval, "kubectl-launcher-progress")
+        self._log, self._what, self._clock, self._measure = log, what, clock, measure
         self.started = clock()
 
     def __enter__(self) -> _Progress:
-        if self._interval > 0:
-            self._thread = threading.Thread(target=self._loop, name="kubectl-launcher-progress", daemon=True)
-            self._thread.start()
+        self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            elapsed = max(self._clock() - self.started, 1e-6)
-            if self._measure is None:
-                self._log.info("%s: still running after %.0fs", self._what, elapsed)
-                continue
-            try:
-                done = self._measure()
-            except OSError:
-                continue
-            self._log.info(
-                "%s: %s so far after %.0fs (%s/s)", self._what, human_size(done), elapsed, human_size(done / elapsed)
-            )
+    def _report(self) -> None:
+        elapsed = max(self._clock() - self.started, 1e-6)
+        if self._measure is None:
+            self._log.info("%s: still running after %.0fs", self._what, elapsed)
+            return
+        try:
+            done = self._measure()
+        except OSError:
+            return
+        self._log.info(
+            "%s: %s so far after %.0fs (%s/s)", self._what, human_size(done), elapsed, human_size(done / elapsed)
+        )
 
 
 class WorkspaceTransfer:
@@ -192,6 +237,8 @@ class WorkspaceTransfer:
         self.recovery_command: str | None = None
         self._lease_at: float | None = None
         self._lease_token = 0
+        self._token_lock = threading.Lock()  # the renewer thread takes tokens too
+        self._renewer: _Periodic | None = None
 
     # -- paths --
 
@@ -297,6 +344,12 @@ class WorkspaceTransfer:
         return path
 
     def _deliver(self, kubectl: Kubectl, pod: str) -> None:
+        bound = self.settings.delivery_timeout
+        with self._lease_kept(kubectl, pod, INIT_CONTAINER, bound) as renewer:
+            self._deliver_staged(kubectl, pod, renewer)
+        self.delivered = True
+
+    def _deliver_staged(self, kubectl: Kubectl, pod: str, renewer: _Periodic) -> None:
         scratch = self._scratch("outbox")
         try:
             staging = os.path.join(scratch, "bundle")
@@ -310,30 +363,28 @@ class WorkspaceTransfer:
             )
             self._retrying(
                 "deliver the workspace",
-                lambda attempt: self._deliver_once(kubectl, pod, staging, scratch, manifest, attempt),
+                lambda attempt: self._deliver_once(kubectl, pod, staging, scratch, manifest, attempt, renewer),
             )
         except OSError as e:
             raise TransferError(f"cannot prepare the workspace for the pod: {e}") from e
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        self.delivered = True
 
     def _deliver_once(
-        self, kubectl: Kubectl, pod: str, staging: str, scratch: str, manifest: archive.TreeManifest, attempt: int
+        self,
+        kubectl: Kubectl,
+        pod: str,
+        staging: str,
+        scratch: str,
+        manifest: archive.TreeManifest,
+        attempt: int,
+        renewer: _Periodic,
     ) -> None:
         s = self.settings
         stage = stage_path(self.mount_path, attempt)
-        self._lease_token += 1
-        self._exec(
-            kubectl,
-            pod,
-            INIT_CONTAINER,
-            PREPARE_SCRIPT,
-            self.mount_path,
-            CONTROL_PATH,
-            str(self._lease_token),
-            idempotent=True,
-        )
+        renewer.start()
+        token = self._next_token()
+        self._exec(kubectl, pod, INIT_CONTAINER, PREPARE_SCRIPT, self.mount_path, CONTROL_PATH, token, idempotent=True)
         what = f"sending the workspace to pod {pod} ({manifest.files} files, {human_size(manifest.total_bytes)})"
         self.log.info("%s", what)
         with _Progress(self.log, what, s.progress_interval, self._clock) as progress:
@@ -341,6 +392,7 @@ class WorkspaceTransfer:
             kubectl.run(copy_in_argv(pod, staging, stage), timeout=s.command_timeout)
             listing = self._listing(kubectl, pod, INIT_CONTAINER, stage, scratch)
             archive.compare(manifest, listing, what="workspace delivered to the pod")
+            renewer.stop()  # the init container ends once placed: a renewal then would only fail
             place = (self.mount_path, stage, CONTROL_PATH, "local", self.job_id)
             self._exec(kubectl, pod, INIT_CONTAINER, PLACE_SCRIPT, *place, idempotent=True)
         self._report("delivered the workspace", manifest, self._clock() - progress.started)
@@ -381,36 +433,69 @@ class WorkspaceTransfer:
 
     # -- lease --
 
+    def _next_token(self) -> str:
+        with self._token_lock:
+            self._lease_token += 1
+            return str(self._lease_token)
+
     def _refresh_lease(self, kubectl: Kubectl, pod: str) -> None:
         now = self._clock()
         if self._lease_at is not None and now - self._lease_at < self.settings.lease_interval:
             return
         self._lease_at = now
-        self._lease_token += 1
+        self._renew_lease(kubectl, pod, KEEPER_CONTAINER, self.settings.keep_timeout, idempotent=True, timeout=60)
+
+    def _renew_lease(
+        self, kubectl: Kubectl, pod: str, container: str, bound: int, *, idempotent: bool, timeout: float
+    ) -> None:
         try:
             self._exec(
                 kubectl,
                 pod,
-                KEEPER_CONTAINER,
+                container,
                 LEASE_SCRIPT,
                 CONTROL_PATH,
-                str(self._lease_token),
-                idempotent=True,
-                timeout=60,
+                self._next_token(),
+                idempotent=idempotent,
+                timeout=timeout,
             )
         except KubectlError as e:
             self.log.warning(
-                "could not renew the keeper's lease in pod %s (it lapses after %ds): %s",
-                pod,
-                self.settings.keep_timeout,
-                e,
+                "could not renew the lease of %s in pod %s (it lapses after %ds): %s", container, pod, bound, e
             )
+
+    @contextlib.contextmanager
+    def _lease_kept(self, kubectl: Kubectl, pod: str, container: str, bound: int) -> Iterator[_Periodic]:
+        """Renew the lease from a background thread while a long copy holds up advance().
+
+        Without it, a copy longer than ``bound`` (the waiting script's seconds without a new lease)
+        would see the container give up mid-copy. The thread renews at least three times per bound
+        and is stopped (joined) on the way out; a launcher that dies takes it along, so the pod
+        still ends by itself. One renewer per transfer: a second one is a bug.
+        """
+        if self._renewer is not None:
+            raise RuntimeError("a lease renewer is running already for this transfer")
+        interval = min(self.settings.lease_interval, bound / 3)
+        timeout = min(60.0, max(10.0, interval))  # stop() waits for a renewal in flight
+        renewer = _Periodic(
+            lambda: self._renew_lease(kubectl, pod, container, bound, idempotent=False, timeout=timeout),
+            interval,
+            "kubectl-launcher-lease",
+        )
+        self._renewer = renewer
+        try:
+            renewer.start()
+            yield renewer
+        finally:
+            renewer.stop()
+            self._renewer = None
 
     # -- collection --
 
     def _collect(self, kubectl: Kubectl, pod: str) -> None:
         try:
-            self._retrying("collect the results", lambda attempt: self._collect_once(kubectl, pod))
+            with self._lease_kept(kubectl, pod, KEEPER_CONTAINER, self.settings.keep_timeout):
+                self._retrying("collect the results", lambda attempt: self._collect_once(kubectl, pod))
         except UnsafeArchiveError as e:
             raise self._keep_and_fail(kubectl, pod, f"refused the results: {e}") from e
         except TransferError as e:

@@ -13,8 +13,9 @@
   seconds after the launcher's last word.
 
 "Word from the launcher" is a lease: while it lives, the launcher rewrites ``lease`` in the control
-folder every ``lease_interval`` seconds (one small ``kubectl exec``). The waiting script counts the
-seconds the content stays the same, so pod and launcher clocks never need to agree. A launcher that
+folder every ``lease_interval`` seconds (one small ``kubectl exec``), also while a long copy runs.
+The waiting script counts the seconds the content stays the same, so pod and launcher clocks never
+need to agree. A launcher that
 dies therefore leaves a pod that ends at most ``keep_timeout`` seconds later, or when the job ends
 if that is later: no pod holds a GPU for ever.
 

@@ -135,6 +135,7 @@ exit 3
 """
 
 
+@pytest.mark.timeout(900)
 def test_a_job_gets_its_workspace_and_its_results_come_back_byte_identical(
     local_cluster: Any, kubectl_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -153,8 +154,9 @@ def test_a_job_gets_its_workspace_and_its_results_come_back_byte_identical(
     original = _tree(inp)
 
     caplog.set_level(logging.INFO, logger="kubectl_launcher.transfer")
-    run = Run(local_cluster, kubectl_path, tmp_path, ws, JOB_SCRIPT)
-    pod = run.until(_ended)
+    # generous bounds: this test is about byte identity, and a loaded machine copies 200 MB slowly
+    run = Run(local_cluster, kubectl_path, tmp_path, ws, JOB_SCRIPT, delivery_timeout=900, keep_timeout=900)
+    pod = run.until(_ended, limit=900)
 
     assert run.transfer.delivered and run.transfer.collected and run.transfer.finished
     assert _container(pod, "main")["terminated"]["exitCode"] == 3  # the job's own code survives

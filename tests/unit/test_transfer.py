@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import logging
 import os
 import shutil
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 
 from kubectl_launcher import archive, transfer
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
+from kubectl_launcher.journal import Journal
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 
 WMP = "/var/tmp/nvflare/workspace"
@@ -36,6 +39,8 @@ class FakePod:
         #: kind ("cp", "tar", "list", "prepare", "place", "lease", "release") -> results to give instead
         self.faults: dict[str, list[CommandResult]] = {}
         self.tar_override: Callable[[str], None] | None = None
+        #: kind ("cp", "tar") -> runs before the command; False: the pod's waiting script gave up meanwhile
+        self.slow: dict[str, Callable[[], bool]] = {}
 
     def local(self, pod_path: str) -> Path:
         for prefix, base in ((transfer.CONTROL_PATH, self.ctl), (WMP, self.ws)):
@@ -82,8 +87,31 @@ class FakePod:
             if stdout_path:
                 Path(stdout_path).write_bytes(b"")
             return CommandResult(tuple(argv), result.returncode, "", result.stderr)
+        if kind in self.slow and not self.slow[kind]():
+            gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
+            return CommandResult(tuple(argv), 1, "", gave_up)
         getattr(self, f"_{kind}")(args, stdout_path)
         return CommandResult(tuple(argv), 0)
+
+    def lasting(self, bound: int) -> Callable[[], bool]:
+        """A command that lasts three times the waiting script's bound, counted as that script does.
+
+        Like WAIT_SCRIPT, it looks at the lease file once per tick and gives up after ``bound`` ticks
+        without a change. Ticks, not seconds: a loaded machine slows the ticks and the renewer alike.
+        """
+
+        def run() -> bool:
+            lease = self.ctl / "lease"
+            last, idle = None, 0
+            for _ in range(3 * bound):
+                time.sleep(0.01)
+                current = lease.read_text() if lease.exists() else ""
+                last, idle = (current, 0) if current != last else (last, idle + 1)
+                if idle >= bound:
+                    return False
+            return True
+
+        return run
 
     def _cp(self, args: tuple[str, ...], _: str | None) -> None:
         src, dest = args[3], args[4]
@@ -490,3 +518,75 @@ def test_a_long_transfer_logs_its_progress_in_bytes_and_rate(caplog: pytest.LogC
         assert seen.wait(10)
     lines = [r.getMessage() for r in caplog.records if r.name == "test-progress"]
     assert "fetching: 2.0 MB so far after 2s (1.0 MB/s)" in lines
+
+
+def _lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kubectl-launcher-lease"]
+
+
+def test_a_copy_longer_than_the_delivery_bound_keeps_the_lease_alive_until_the_workspace_is_placed(
+    site: Path, pod: FakePod, tmp_path: Path
+) -> None:
+    t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
+    journal = Journal(str(tmp_path / "journal"))
+    kubectl = Kubectl(namespace="nvflare", runner=pod, retries=0, sleep=lambda _: None, journal=journal)
+    pod.slow["cp"] = pod.lasting(bound=20)  # 20 ticks of 10 ms against renewals every 5 ms
+    t.advance(kubectl, _pod("running"))
+    assert t.delivered and (pod.ctl / "delivered").exists()
+    kinds = pod.kinds()
+    assert kinds[:2] == ["prepare", "cp"] and kinds[-2:] == ["list", "place"]
+    assert "lease" in kinds[: kinds.index("place")]
+    assert "lease" not in kinds[kinds.index("place") :]  # stopped before the init container ends
+    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT]
+    assert {a[3] for a in leases} == {transfer.INIT_CONTAINER}
+    assert len({a[10] for a in leases}) == len(leases)  # every renewal is a new word
+    journaled = [json.loads(line) for line in Path(journal.jsonl_path).read_text().splitlines()]
+    assert len(journaled) == len(pod.calls)  # the renewer's commands are journaled like any other
+    assert sum(transfer.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
+    assert _lease_threads() == []
+
+
+def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
+    kubectl = _deliver(t, pod)
+    (pod.ws / JOB / "result.bin").write_bytes(b"r" * 1000)
+    pod.slow["tar"] = pod.lasting(bound=20)
+    t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert t.collected and (site / JOB / "result.bin").read_bytes() == b"r" * 1000
+    kinds = pod.kinds()
+    assert kinds[0] == "list" and kinds[-1] == "release" and "lease" in kinds
+    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT} == {transfer.KEEPER_CONTAINER}
+    assert _lease_threads() == []
+
+
+def test_a_failed_long_copy_stops_its_renewer_so_the_pod_can_end_by_itself(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
+    kubectl = _kubectl(pod)
+    pod.slow["cp"] = lambda: False
+    with pytest.raises(TransferError):
+        t.advance(kubectl, _pod("running"))
+    assert _lease_threads() == []
+    renewals = pod.kinds().count("lease")
+    t.advance(kubectl, _pod("running"))  # finished for good: nothing runs, nothing renews
+    assert pod.kinds().count("lease") == renewals and _lease_threads() == []
+
+
+def test_there_is_never_more_than_one_renewer() -> None:
+    ticks: list[int] = []
+    periodic = transfer._Periodic(lambda: ticks.append(1), 0.01, "kubectl-launcher-lease")
+    periodic.start()
+    periodic.start()
+    assert len(_lease_threads()) == 1 and periodic.running
+    periodic.stop()
+    periodic.stop()
+    assert _lease_threads() == [] and not periodic.running
+
+
+def test_a_second_lease_renewer_for_one_transfer_is_refused(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _kubectl(pod)
+    with t._lease_kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+        with pytest.raises(RuntimeError, match="renewer"):
+            with t._lease_kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+                pass  # pragma: no cover
+    assert _lease_threads() == []
