@@ -37,12 +37,12 @@ from .handle import (
 )
 from .journal import Journal
 from .kubectl import Kubectl
+from .launch_secrets import LaunchSecrets, carries_labels, raise_if_validation, startup_kit_files
 from .manifest import normalize_image_pull_secrets, to_json
 from .names import MANAGED_BY, MANAGED_BY_LABEL
 from .nvflare_args import module_args
 from .plan import LAUNCHER_DIR, LaunchPlan, PlanContext, PlanDefaults, plan_launch
 from .pod_status import JobState
-from .secrets import LaunchSecrets, carries_labels, raise_if_validation, startup_kit_files
 from .transfer import WorkspaceTransfer
 from .transfer_pod import TransferSettings
 
