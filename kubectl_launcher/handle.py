@@ -28,6 +28,7 @@ from .pod_status import (
     classify_starting_pod,
     job_state_for_phase,
     main_container_exit_code,
+    normalize_pending_timeout,
     pod_is_scheduled,
     pod_phase,
     return_code_for,
@@ -85,15 +86,6 @@ class _Seen(NamedTuple):
     state: JobState
     interrupted: bool  # the pod vanished, or the handle (or terminate()) ended the job
     now: float
-
-
-def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:
-    """None, or a non-negative number of seconds; anything else is a ValueError (upstream's text)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{field_name} must be a non-negative number of seconds or None")
-    return value
 
 
 class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no type information

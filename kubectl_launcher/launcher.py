@@ -33,7 +33,6 @@ from .handle import (
     DEFAULT_PENDING_TIMEOUT,
     DEFAULT_PYTHON_PATH,
     K8sJobHandle,
-    normalize_pending_timeout,
 )
 from .journal import Journal
 from .kubectl import Kubectl
@@ -42,7 +41,7 @@ from .manifest import normalize_image_pull_secrets, to_json
 from .names import MANAGED_BY, MANAGED_BY_LABEL
 from .nvflare_args import module_args
 from .plan import LAUNCHER_DIR, LaunchPlan, PlanContext, PlanDefaults, plan_launch
-from .pod_status import JobState
+from .pod_status import JobState, normalize_pending_timeout
 from .transfer import WorkspaceTransfer
 from .transfer_pod import TransferSettings
 

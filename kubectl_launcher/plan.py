@@ -19,9 +19,9 @@ from nvflare.apis.job_launcher_spec import JobProcessArgs
 from nvflare.utils.job_launcher_utils import get_credential_env, get_job_launcher_spec, get_portable_resource_spec
 
 # Pure, but it lives with the handle (which imports the kubectl seam); its home should be pod_status.py.
-from .handle import normalize_pending_timeout
 from .names import credential_secret_name, job_pod_name, managed_labels, site_name_to_rfc1123, uuid4_to_rfc1123
 from .nvflare_args import path_flags, path_in_pod, pod_resources, pod_volumes, translate_paths
+from .pod_status import normalize_pending_timeout
 from .transfer_pod import OWN_FOLDER
 
 __all__ = ["LAUNCHER_DIR", "MANIFEST_FILE", "LaunchPlan", "PlanContext", "PlanDefaults", "PlanSources", "plan_launch"]

@@ -24,6 +24,7 @@ __all__ = [
     "job_state_for_phase",
     "main_container_exit_code",
     "main_container_state",
+    "normalize_pending_timeout",
     "pod_is_scheduled",
     "pod_phase",
     "return_code_for",
@@ -375,3 +376,12 @@ def return_code_for(state: JobState, pod: Pod | None = None, container_name: str
         if code in PASSTHROUGH_EXIT_CODES:
             return code
     return JOB_RETURN_CODE_MAPPING[state]
+
+
+def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:
+    """None, or a non-negative number of seconds; anything else is a ValueError (upstream's text)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{field_name} must be a non-negative number of seconds or None")
+    return value
