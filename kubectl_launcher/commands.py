@@ -21,6 +21,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .manifest import owner_patch
+
 Argv = tuple[str, ...]
 
 
@@ -110,7 +112,7 @@ def delete_secret(name: str) -> Argv:
 
 def patch_owner(kind: str, name: str, owner: Mapping[str, Any]) -> Argv:
     """Merge-patch ``owner`` in as the object's only ownerReference (garbage collection follows it)."""
-    body = json.dumps({"metadata": {"ownerReferences": [dict(owner)]}}, separators=(",", ":"), sort_keys=True)
+    body = json.dumps(owner_patch(owner), separators=(",", ":"), sort_keys=True)
     return ("patch", kind, name, "--type", "merge", "--patch", body, "--output", "name")
 
 

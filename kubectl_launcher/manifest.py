@@ -105,7 +105,7 @@ def owner_reference(pod: Mapping[str, Any]) -> dict[str, str]:
     return {"apiVersion": "v1", "kind": "Pod", "name": str(name), "uid": str(uid)}
 
 
-def owner_patch(owner: Mapping[str, str]) -> dict[str, Any]:
+def owner_patch(owner: Mapping[str, Any]) -> dict[str, Any]:
     """The merge patch that makes ``owner`` the only owner of an object."""
     return {"metadata": {"ownerReferences": [dict(owner)]}}
 

@@ -20,6 +20,7 @@ from kubectl_launcher import transfer
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
+from tests.support.trees import snapshot as _tree
 
 pytestmark = pytest.mark.integration
 
@@ -107,15 +108,6 @@ def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
         if cs["name"] == name:
             return dict(cs.get("state") or {})
     return {}
-
-
-def _tree(root: Path) -> dict[str, bytes | str | None]:
-    out: dict[str, bytes | str | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            out[str(p.relative_to(root))] = os.readlink(p) if p.is_symlink() else None if p.is_dir() else p.read_bytes()
-    return out
 
 
 # The job: checks that its local/ config and app arrived (and what must not arrive did not), then moves

@@ -11,6 +11,7 @@ import pytest
 
 from kubectl_launcher import archive
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
+from tests.support.trees import snapshot as _snapshot
 
 
 def _tar(path: Path, members: list[tuple[str, str, bytes | str]]) -> Path:
@@ -35,21 +36,6 @@ def _tar(path: Path, members: list[tuple[str, str, bytes | str]]) -> Path:
                 info.type = tarfile.FIFOTYPE
             tf.addfile(info, payload)
     return path
-
-
-def _snapshot(root: Path) -> dict[str, tuple[str, bytes | str | None]]:
-    out: dict[str, tuple[str, bytes | str | None]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = ("l", os.readlink(p))
-            elif p.is_dir():
-                out[rel] = ("d", None)
-            else:
-                out[rel] = ("f", p.read_bytes())
-    return out
 
 
 HOSTILE = {

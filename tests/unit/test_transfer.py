@@ -21,6 +21,7 @@ from kubectl_launcher import archive, transfer
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.journal import Journal
 from kubectl_launcher.kubectl import CommandResult, Kubectl
+from tests.support.trees import snapshot as _snapshot
 
 WMP = "/var/tmp/nvflare/workspace"
 JOB = "3f1b6a2e-0c1d-4f7e-9a55-7d1e2c3b4a5f"
@@ -235,15 +236,6 @@ def _transfer(site: Path, clock: Clock, **settings: Any) -> transfer.WorkspaceTr
 
 def _kubectl(pod: FakePod) -> Kubectl:
     return Kubectl(namespace="nvflare", runner=pod, retries=0, sleep=lambda _: None)
-
-
-def _snapshot(root: Path) -> dict[str, bytes | str | None]:
-    out: dict[str, bytes | str | None] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath, name)
-            out[str(p.relative_to(root))] = os.readlink(p) if p.is_symlink() else None if p.is_dir() else p.read_bytes()
-    return out
 
 
 def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(site: Path) -> None:
