@@ -105,7 +105,7 @@ def test_a_failing_on_exit_is_logged_not_raised(tmp_path: Path, caplog: pytest.L
         raise RuntimeError("consumer bug")
 
     kubectl = make(tmp_path, "exit 0")
-    with caplog.at_level(logging.ERROR, logger="kubectl_launcher.kubectl"):
+    with caplog.at_level(logging.ERROR, logger="kubectl_launcher.kubectl_stream"):
         stream = kubectl.stream(WATCH, on_exit=boom)
         stream.wait(10)
         deadline = time.monotonic() + 10
