@@ -21,7 +21,7 @@ from .journal import Journal, Redactor, StdinDigest
 from .kubectl_errors import Classification, classify, message_lines
 from .kubectl_runner import DEFAULT_MAX_OUTPUT, CommandResult, FileStdin, Runner, ShRunner, StdinRecord
 from .kubectl_setup import MIN_KUBECTL_VERSION, parse_client_version
-from .kubectl_stream import KubectlStream, iter_json_objects
+from .kubectl_stream import KubectlStream, ShStreamer, Streamer, StreamProcess, iter_json_objects
 
 _BACKOFF_FIRST = 0.5
 _BACKOFF_CAP = 8.0
@@ -85,6 +85,7 @@ class Kubectl:
         retries: int = 3,
         journal: Journal | None = None,
         runner: Runner | None = None,
+        streamer: Streamer | None = None,
         sleep: Callable[[float], None] = time.sleep,
         extra_env: Mapping[str, str] | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
@@ -103,6 +104,7 @@ class Kubectl:
         self.max_output = max_output
         self.journals: tuple[Journal, ...] = (journal,) if journal is not None else ()
         self.runner: Runner = runner or ShRunner(max_stdout=max_output)
+        self.streamer: Streamer = streamer or ShStreamer()
         self.sleep = sleep
         self.extra_env = dict(extra_env or {})
         self._cache = _CacheDir(cache_dir)
@@ -310,6 +312,7 @@ class Kubectl:
             on_exit=on_exit,
             max_buffered=max_buffered if max_buffered is not None else self.max_output,
             grace=grace,
+            streamer=self.streamer,
         )
 
     def get_json(self, args: Sequence[str], *, expect_kind: str | None = None) -> dict[str, Any] | None:
@@ -349,7 +352,10 @@ __all__ = [
     "KubectlStream",
     "Runner",
     "ShRunner",
+    "ShStreamer",
     "StdinRecord",
+    "StreamProcess",
+    "Streamer",
     "classify",
     "iter_json_objects",
     "message_lines",

@@ -9,8 +9,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sh
 
@@ -22,6 +22,88 @@ if TYPE_CHECKING:
     from .kubectl import Kubectl
 
 _log = logging.getLogger(__name__)
+
+
+class StreamProcess(Protocol):
+    """A started long-running process, as KubectlStream drives it."""
+
+    def wait(self) -> int | None:
+        """Block until the process has exited and all its output was handed over; its exit code
+        (negative: the signal that ended it)."""
+        ...
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the process and its children (its process group); a no-op once gone."""
+        ...
+
+
+class Streamer(Protocol):
+    """Starts the process behind Kubectl.stream; injectable (`Kubectl(streamer=...)`) for tests.
+
+    Each stdout line goes to `on_line` as it arrives (its newline may be kept); `on_line` returning
+    True means "send no more". stderr goes to `on_stderr` in chunks. Both are called from threads of
+    the streamer's own, possibly before the call that starts the process has returned.
+    """
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        on_line: Callable[[str | bytes], bool],
+        on_stderr: Callable[[str | bytes], object],
+    ) -> StreamProcess: ...
+
+
+class _ShProcess:
+    def __init__(self, running: Any) -> None:
+        self._running = running
+
+    def wait(self) -> int | None:
+        try:
+            self._running.wait()
+            code: int | None = self._running.exit_code
+        except sh.ErrorReturnCode as exc:  # ended by a signal
+            code = exc.exit_code
+        return code
+
+    def signal(self, signum: int) -> None:
+        try:
+            self._running.process.signal_group(signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class ShStreamer:
+    """Starts a stream's kubectl through `sh`: explicit env, no tty, line-buffered, its own session."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        on_line: Callable[[str | bytes], bool],
+        on_stderr: Callable[[str | bytes], object],
+    ) -> StreamProcess:
+        try:
+            command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
+        except sh.CommandNotFound as exc:
+            raise errors.ConfigError(f"kubectl binary {argv[0]!r} not found or not executable") from exc
+        running = command(
+            *argv[1:],
+            _bg=True,
+            _bg_exc=False,
+            _in=None,
+            _out=on_line,
+            _out_bufsize=1,
+            _err=on_stderr,
+            _env=dict(env),
+            _tty_in=False,
+            _tty_out=False,
+            _ok_code=list(range(256)),
+            _new_session=True,  # a signal reaches kubectl's helpers too (credential plugins)
+        )
+        return _ShProcess(running)
 
 
 class KubectlStream:
@@ -59,6 +141,7 @@ class KubectlStream:
         on_exit: Callable[[CommandResult], None] | None,
         max_buffered: int,
         grace: float,
+        streamer: Streamer,
     ) -> None:
         self.argv = argv
         self._kubectl = kubectl
@@ -76,24 +159,14 @@ class KubectlStream:
         self.result: CommandResult | None = None  # set when kubectl has exited
         self.started_at = time.time()
         self._t0 = time.monotonic()
-        try:
-            command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
-        except sh.CommandNotFound as exc:
-            raise errors.ConfigError(f"kubectl binary {argv[0]!r} not found or not executable") from exc
-        self._running = command(
-            *argv[1:],
-            _bg=True,
-            _bg_exc=False,
-            _in=None,
-            _out=self._line,
-            _out_bufsize=1,
-            _err=self._stderr,
-            _env=dict(env),
-            _tty_in=False,
-            _tty_out=False,
-            _ok_code=list(range(256)),
-            _new_session=True,  # stop() ends kubectl's helpers too (credential plugins)
-        )
+        self._process: StreamProcess | None = None
+        self._pending_signal: int | None = None  # a signal wanted before the streamer returned
+        process = streamer(argv, env=env, on_line=self._line, on_stderr=self._stderr)
+        with self._cond:
+            self._process = process
+            pending = self._pending_signal
+        if pending is not None:
+            process.signal(pending)
         self._waiter = threading.Thread(target=self._wait, name="kubectl-stream", daemon=True)
         self._waiter.start()
 
@@ -181,10 +254,12 @@ class KubectlStream:
     # -- the process side (sh's threads) --
 
     def _signal(self, signum: int) -> None:
-        try:
-            self._running.process.signal_group(signum)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with self._cond:
+            process = self._process
+            if process is None:  # the first lines can overflow before the streamer has returned
+                self._pending_signal = signum
+                return
+        process.signal(signum)
 
     def _line(self, chunk: str | bytes) -> bool:
         line = chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
@@ -203,11 +278,8 @@ class KubectlStream:
         return overflow  # True: sh sends no more lines
 
     def _wait(self) -> None:
-        try:
-            self._running.wait()
-            returncode: int | None = self._running.exit_code
-        except sh.ErrorReturnCode as exc:  # ended by a signal
-            returncode = exc.exit_code
+        assert self._process is not None
+        returncode = self._process.wait()
         result = CommandResult(
             argv=self.argv,
             returncode=returncode,
