@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from . import commands
@@ -66,7 +66,6 @@ class LaunchSecrets:
         *,
         validate: bool,
         created: list[tuple[str, str]],
-        shell: Callable[[tuple[str, ...]], str],
         logger: logging.Logger,
     ) -> None:
         self.kubectl = kubectl
@@ -74,7 +73,6 @@ class LaunchSecrets:
         self.namespace = namespace
         self.validate = validate
         self.created = created
-        self._shell = shell
         self.logger = logger
 
     def ensure_startup_secret(self) -> None:
@@ -144,10 +142,10 @@ class LaunchSecrets:
         if not self._is_ours("secret", name, labels):
             if adopt:
                 self.created.remove(("secret", name))
+            remove = self.kubectl.describe(self.kubectl.argv(commands.delete_secret(name)))
             raise RuntimeError(
                 f"Secret {name} exists in namespace {self.namespace} and was not created by "
-                f"kubectl-launcher for this site; remove it ({self._shell(commands.delete_secret(name))}) "
-                "or use another namespace"
+                f"kubectl-launcher for this site; remove it ({remove}) or use another namespace"
             )
         try:
             self.kubectl.run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -278,7 +277,6 @@ class _Launch:
             launcher.namespace,
             validate=self.validate,
             created=self.created,
-            shell=self._shell,
             logger=self.logger,
         )
 
@@ -385,8 +383,9 @@ class _Launch:
                 )
         self.created.clear()
 
-    def _shell(self, argv: tuple[str, ...]) -> str:
-        return shlex.join([self.launcher.kubectl, "--namespace", self.launcher.namespace, *argv])
+    def _shell(self, args: tuple[str, ...]) -> str:
+        """The command as a human pastes it: every global flag, shell-quoted, secrets redacted."""
+        return self.kubectl.describe(self.kubectl.argv(args))
 
 
 def _module_args(fl_ctx: FLContext, names: Iterable[str]) -> dict[str, Any]:

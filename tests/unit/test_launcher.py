@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import time
 from argparse import Namespace
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.job_launcher_spec import JobProcessArgs, JobReturnCode
 from nvflare.apis.workspace import Workspace
 
-from kubectl_launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher
+from kubectl_launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher, commands
 from kubectl_launcher.errors import ConfigError, KubectlForbidden
 from kubectl_launcher.kubectl import CommandResult
 from kubectl_launcher.names import study_dataset_volume_name
@@ -675,6 +676,35 @@ def test_an_existing_pod_is_never_patched_nor_deleted(site: Path) -> None:
     assert cluster.pods == {POD: stranger}
     assert "apply" not in " ".join(cluster.verbs())
     assert [v for v in cluster.verbs() if v.startswith("delete")] == [f"delete secret {CRED}"]
+
+
+def _pasteable(command: str, root: Path) -> tuple[str, ...]:
+    """The kubectl sub-command of a command shown to a human, after checking it carries the site's flags."""
+    argv = shlex.split(command)
+    assert argv[0] == "kubectl"
+    flags = dict(zip(argv[1:7:2], argv[2:7:2], strict=True))
+    assert flags["--kubeconfig"] == str(root.parent.parent / "kubeconfig")
+    assert flags["--namespace"] == "nvflare" and "--request-timeout" in flags
+    return strip_globals(argv)
+
+
+def test_an_existing_pod_is_reported_with_the_pasteable_command_that_removes_it(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = FakeCluster()
+    cluster.pods[POD] = {"kind": "Pod", "metadata": {"name": POD, "labels": {}}, "status": {"phase": "Running"}}
+    make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+    message = next(r.getMessage() for r in caplog.records if "already exists" in r.getMessage())
+    assert _pasteable(message.split("Remove it with: ", 1)[1], site) == commands.delete_pod(POD)
+
+
+def test_a_startup_secret_not_ours_names_the_pasteable_command_that_removes_it(site: Path) -> None:
+    cluster = FakeCluster()
+    cluster.secrets[STARTUP] = {"kind": "Secret", "metadata": {"name": STARTUP}, "data": {}}
+    with pytest.raises(RuntimeError) as error:
+        make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+    shown = str(error.value).split("remove it (", 1)[1].rsplit(") or use another namespace", 1)[0]
+    assert _pasteable(shown, site) == commands.delete_secret(STARTUP)
 
 
 def test_an_unwritable_job_folder_fails_the_launch_and_removes_the_credential_secret(site: Path) -> None:
