@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
+import threading
 import time
 import weakref
 from collections import deque
@@ -78,10 +80,7 @@ class _CappedStdout:
             self.overflow = True
             process = process_ref() if isinstance(process_ref, weakref.ref) else process_ref
             if process is not None:
-                try:
-                    process.kill()
-                except ProcessLookupError:
-                    pass
+                _kill_group(process)
             return True  # no more chunks
         self.chunks.append(data)
         self.size += len(data)
@@ -154,7 +153,8 @@ class ShRunner:
         started_at = time.time()
         t0 = time.monotonic()
         returncode: int | None
-        timed_out = False
+        deadline_hit = threading.Event()
+        deadline: threading.Timer | None = None
         try:
             running = command(
                 *argv[1:],
@@ -164,21 +164,34 @@ class ShRunner:
                 _env=dict(env),
                 _tty_in=False,
                 _tty_out=False,
-                _timeout=timeout,
                 _ok_code=list(range(256)),
+                _bg=True,
                 _bg_exc=False,
-                _return_cmd=True,
+                # kubectl leads its own process group, so that a kill takes the credential plugins
+                # it runs too (sh's own _timeout would signal kubectl alone and orphan them).
+                _new_session=True,
             )
-            returncode = running.exit_code
-        except sh.TimeoutException:
-            returncode, timed_out = None, True
-        except sh.ErrorReturnCode as exc:  # killed by a signal (e.g. our output cap)
-            returncode = exc.exit_code
+            deadline = threading.Timer(timeout, _kill_group, (running.process, deadline_hit))
+            deadline.daemon = True
+            deadline.start()
+            try:
+                running.wait()
+                returncode = running.exit_code
+            except sh.ErrorReturnCode as exc:  # killed by a signal: our deadline or output cap
+                returncode = exc.exit_code
+            except BaseException:  # KeyboardInterrupt: in its own session, no terminal signal reaches it
+                _kill_group(running.process)
+                raise
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if out_file is not None:
                 out_file.close()
             if own_feed and hasattr(feed, "close"):
                 feed.close()
+        timed_out = deadline_hit.is_set() and returncode != 0
+        if timed_out:
+            returncode = None
         return CommandResult(
             argv=tuple(argv),
             returncode=returncode,
@@ -189,6 +202,16 @@ class ShRunner:
             timed_out=timed_out,
             stdout_truncated=capped.overflow,
         )
+
+
+def _kill_group(process: Any, killed: threading.Event | None = None) -> None:
+    """SIGKILL to kubectl's process group (sh's OProc); `killed` is set if the group was still there."""
+    try:
+        process.signal_group(signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    if killed is not None:
+        killed.set()
 
 
 class FileStdin:
