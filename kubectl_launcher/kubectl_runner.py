@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 import threading
@@ -27,6 +28,18 @@ DEFAULT_MAX_STDERR = 256 * 1024
 # 'cat > /dev/null'` on the API double took 64 MiB at 6.2 MiB/s that way; reading a file, 160-450 MiB/s
 # (bytes or stdin_path, 64-256 MiB, 2 busy shared cores), as fast as kubectl started from a shell.
 _STDIN_CHUNK = 1024 * 1024
+
+# sh logs every process it starts at INFO, naming it by its whole argv. Inside NVFlare that put each kubectl
+# command line into the site's log.txt, bypassing the journal's redaction. Our journal is the record of what
+# ran; sh's loggers only say "kubectl pid N" (see sh_log_context) and stay quiet unless an operator turns
+# them up on purpose.
+if logging.getLogger("sh").level == logging.NOTSET:
+    logging.getLogger("sh").setLevel(logging.WARNING)
+
+
+def sh_log_context(cmd: Any, call_args: Any, pid: int | None = None) -> str:
+    """How sh's own log lines name a kubectl process: never by its argv (the journal has that, redacted)."""
+    return f"kubectl pid {pid}" if pid else "kubectl"
 
 
 @dataclass(frozen=True)
@@ -170,6 +183,7 @@ class ShRunner:
                 # kubectl leads its own process group, so that a kill takes the credential plugins
                 # it runs too (sh's own _timeout would signal kubectl alone and orphan them).
                 _new_session=True,
+                _log_msg=sh_log_context,
             )
             deadline = threading.Timer(timeout, _kill_group, (running.process, deadline_hit))
             deadline.daemon = True

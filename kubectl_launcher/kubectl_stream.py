@@ -16,7 +16,7 @@ import sh
 
 from . import errors
 from .kubectl_errors import classify
-from .kubectl_runner import DEFAULT_MAX_STDERR, CommandResult, HeadTailStderr
+from .kubectl_runner import DEFAULT_MAX_STDERR, CommandResult, HeadTailStderr, sh_log_context
 
 if TYPE_CHECKING:
     from .kubectl import Kubectl
@@ -102,6 +102,7 @@ class ShStreamer:
             _tty_out=False,
             _ok_code=list(range(256)),
             _new_session=True,  # a signal reaches kubectl's helpers too (credential plugins)
+            _log_msg=sh_log_context,
         )
         return _ShProcess(running)
 
