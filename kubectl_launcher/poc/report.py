@@ -7,10 +7,9 @@ import re
 import socket
 from pathlib import Path
 
+from kubectl_launcher.plan import LAUNCHER_DIR
 from kubectl_launcher.poc.deployment import SITES, PocDeployment
-
-LAUNCHER_DIR = "kubectl-launcher"
-MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-launcher"
+from kubectl_launcher.poc.watch import MANAGED_SELECTOR
 
 
 def _job_launcher_dir(dep: PocDeployment, site: str, job_id: str) -> Path | None:
@@ -146,7 +145,7 @@ def delete_leftover_pods(kubeconfig: str | None, namespace: str, kubectl: str) -
 
     client = Kubectl(kubeconfig, namespace=namespace, kubectl=kubectl)
     result = client.run(
-        ("delete", "pods,secrets", "--selector", MANAGED_BY, "--ignore-not-found", "--wait=false"),
+        ("delete", "pods,secrets", "--selector", MANAGED_SELECTOR, "--ignore-not-found", "--wait=false"),
         check=False,
     )
     if result.returncode != 0:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from kubectl_launcher.kubectl import Kubectl, KubectlStream
+from kubectl_launcher.names import MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
 
-MANAGED_BY = "app.kubernetes.io/managed-by=kubectl-launcher"
-SITE_LABEL = "kubectl-launcher/site"
+#: Everything the launcher created (design contract 4), as a ``--selector`` value.
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 #: Containers the workspace transfer adds; the job's own container is the other one.
 TRANSFER_PREFIX = "kubectl-launcher-"
 ROUND_RE = re.compile(r"Round (\d+) started")
@@ -230,7 +231,7 @@ class PodWatcher:
         self.history = PodHistory()
         self._decoder = json.JSONDecoder()
         self._buffer = ""
-        args = ("get", "pods", "--selector", MANAGED_BY, "--watch", "--output-watch-events", "--output", "json")
+        args = ("get", "pods", "--selector", MANAGED_SELECTOR, "--watch", "--output-watch-events", "--output", "json")
         self._stream = LineFollower(kubectl, args, self._line, "pod-watch", again=True)
 
     @property
