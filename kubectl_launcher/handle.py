@@ -28,7 +28,9 @@ from .pod_status import (
     classify_starting_pod,
     job_state_for_phase,
     main_container_exit_code,
+    main_container_state,
     normalize_pending_timeout,
+    outcome_for_exit_code,
     pod_is_scheduled,
     pod_phase,
     return_code_for,
@@ -50,6 +52,11 @@ DEFAULT_PENDING_TIMEOUT = 120
 DEFAULT_PYTHON_PATH = "/usr/local/bin/python"
 #: Seconds between two looks at the pod in wait() and enter_states().
 POLL_INTERVAL = 1.0
+#: Seconds between two looks while the pod is about to change: its workspace is delivered and the
+#: job container has not started yet (the init container ends, then the job container starts).
+QUICK_POLL_INTERVAL = 0.2
+#: For at most this long after the delivery; a slow kubelet then gets the normal interval again.
+QUICK_POLL_WINDOW = 3.0
 #: How long the server may refuse to show us the pod (RBAC revoked, credentials expired) before the
 #: handle gives up on the job. Transient failures (unreachable server, 5xx, timeouts) never count.
 PERMANENT_FAILURE_LIMIT = 300.0
@@ -64,6 +71,11 @@ class WorkspaceTransferSpec(Protocol):
 
     @property
     def finished(self) -> bool: ...
+
+    # Optional (read with getattr; a transfer without them gets upstream's cadence and ending):
+    # ``delivered`` - the workspace is in the pod, so the job container starts within moments;
+    # ``collected`` - the results are back and the keeper released, so the job container's exit code
+    # (already terminated) is the job's outcome without waiting for the pod's phase.
 
 
 class PodReadStatus(Enum):
@@ -145,6 +157,9 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self._clock: Callable[[], float] = time.time
         self._sleep: Callable[[float], None] = time.sleep
         self.poll_interval = POLL_INTERVAL
+        self.quick_poll_interval = QUICK_POLL_INTERVAL
+        self.quick_poll_window = QUICK_POLL_WINDOW
+        self._quick_until: float | None = None  # None: not yet delivered; then until when to look quickly
         self.permanent_failure_limit: float | None = PERMANENT_FAILURE_LIMIT
         self.termination_grace_period = 1  # see commands.py on why not 0
 
@@ -184,7 +199,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
             seen = self._step()
             if seen.interrupted or self.terminal_state is not None:
                 return
-            self._sleep(self.poll_interval)
+            self._sleep(self._interval(seen))
 
     def enter_states(self, job_states_to_enter: JobState | Sequence[JobState]) -> bool:
         """True once the pod is in one of the states; False when the job ended or `timeout` passed first."""
@@ -205,7 +220,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                 names = [cast(JobState, state).name for state in targets]
                 self._fail(f"timed out after {self.timeout}s waiting for the pod to enter {names}")
                 return False
-            self._sleep(self.poll_interval)
+            self._sleep(self._interval(seen))
 
     def terminate(self) -> None:
         """Delete the pod and the job's credential Secret (once; safe to call again, from any thread).
@@ -257,11 +272,29 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                         delete_pod = True
                     elif phase in (PodPhase.SUCCEEDED.value, PodPhase.FAILED.value):
                         self._record_end(pod, phase)
+                    elif self._results_collected():
+                        self._record_exit(pod)
                 ended = self.terminal_state is not None
             if ended:
                 self._clean_up(delete_pod=delete_pod)
                 return _Seen(cast(JobState, self.terminal_state), True, now)
+            self._note_progress(pod, now)
             return _Seen(job_state_for_phase(phase), False, now)
+
+    def _interval(self, seen: _Seen) -> float:
+        """How long to wait before the next look: short while the pod is about to start its job container."""
+        until = self._quick_until
+        if until is not None and seen.now < until:
+            return min(self.quick_poll_interval, self.poll_interval)
+        return self.poll_interval
+
+    def _note_progress(self, pod: Pod | None, now: float) -> None:
+        """Open the quick window once the workspace is delivered; close it once the job container runs."""
+        if self._quick_until is None:
+            if getattr(self.workspace_transfer, "delivered", False) is True:
+                self._quick_until = now + self.quick_poll_window
+        elif "running" in (main_container_state(pod, self.container_name) or {}):
+            self._quick_until = now  # the window is spent: nothing is about to change now
 
     def _read_pod(self) -> PodRead:
         """The one place the handle reads the pod (a shared watch can take its place later)."""
@@ -396,6 +429,24 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         if code != JOB_RETURN_CODE_MAPPING[state]:
             self.terminal_return_code = code
         self.logger.info(f"{self._what()} ended: phase {phase}, return code {code}")
+
+    def _results_collected(self) -> bool:
+        transfer = self.workspace_transfer
+        return transfer is not None and transfer.finished and getattr(transfer, "collected", False) is True
+
+    def _record_exit(self, pod: Pod | None) -> None:
+        """The results are back and the keeper released: the job container's exit code decides, as the
+        pod's phase will once the keeper has ended (the pod is not deleted; it ends by itself)."""
+        code = main_container_exit_code(pod, self.container_name)
+        if code is None:
+            return  # collected before the job container ended? Not by our transfer; follow the phase
+        state, return_code = outcome_for_exit_code(code, pod, self.container_name)
+        self.terminal_state = state
+        if return_code != JOB_RETURN_CODE_MAPPING[state]:
+            self.terminal_return_code = return_code
+        self.logger.info(
+            f"{self._what()} ended: job container exit code {code}, results collected, return code {return_code}"
+        )
 
     def _terminal_code(self) -> int:
         if self.terminal_return_code is not None:

@@ -25,6 +25,8 @@ __all__ = [
     "main_container_exit_code",
     "main_container_state",
     "normalize_pending_timeout",
+    "outcome_for_exit_code",
+    "pod_has_started_a_container",
     "pod_is_scheduled",
     "pod_phase",
     "return_code_for",
@@ -345,10 +347,32 @@ def classify_starting_pod(pod: Pod | None, events: Events, now: float) -> tuple[
     fetch: Callable[[], Sequence[Event]] = events if callable(events) else (lambda: events)
     if not pod_is_scheduled(pod):
         return _classify_unscheduled(pod, fetch)
-    failure = container_waiting_failure(pod) or _recent_event_failure(fetch(), now)
+    failure = container_waiting_failure(pod)
+    if not failure and not pod_has_started_a_container(pod):
+        failure = _recent_event_failure(fetch(), now)
     if failure:
         return PendingAction.FAIL, failure
     return PendingAction.WAIT, "pod is scheduled and still starting"
+
+
+def pod_has_started_a_container(pod: Pod | None) -> bool:
+    """An init or app container runs, or an init container finished with exit code 0.
+
+    The kubelet starts a container only once the pod's sandbox exists and all its volumes are
+    mounted, so the event reasons that fail a starting pod (FailedMount, FailedCreatePodSandBox, ...)
+    no longer apply; what can still go wrong (a later image that cannot be pulled, a crash loop)
+    shows in a container's waiting reason. Such a pod costs no event query.
+    """
+    status = _mapping(_mapping(pod).get("status"))
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _items(status.get(key)):
+            state = _mapping(cs.get("state"))
+            if state.get("running") is not None:
+                return True
+            terminated = _mapping(state.get("terminated"))
+            if key == "initContainerStatuses" and terminated and terminated.get("exitCode") == 0:
+                return True
+    return False
 
 
 def main_container_state(pod: Pod | None, container_name: str) -> ContainerState | None:
@@ -376,6 +400,16 @@ def return_code_for(state: JobState, pod: Pod | None = None, container_name: str
         if code in PASSTHROUGH_EXIT_CODES:
             return code
     return JOB_RETURN_CODE_MAPPING[state]
+
+
+def outcome_for_exit_code(code: int, pod: Pod | None, container_name: str) -> tuple[JobState, int]:
+    """The state and return code the pod's phase will show once its other containers end cleanly.
+
+    For a pod whose job container has exited while a helper container (the workspace keeper) still
+    runs: exit code 0 becomes Succeeded, anything else Failed, as the kubelet decides the phase.
+    """
+    state = JobState.SUCCEEDED if code == 0 else JobState.TERMINATED
+    return state, return_code_for(state, pod, container_name)
 
 
 def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:

@@ -578,7 +578,7 @@ def _main_terminated_sidecar_running() -> str:
 
 def test_the_transfer_decorates_the_manifest_and_advances_until_finished(rig: Rig) -> None:
     transfer = FakeTransfer(finish_after=3)
-    rig.pod("pending_init_running.json").events()
+    rig.pod("pending_init_running.json")  # an init container runs: no event query
     rig.pod("running.json")
     rig.runner.expect(GET_POD, _main_terminated_sidecar_running())  # job done, results being collected
     rig.pod("running.json")  # finished now: no more advance calls
@@ -618,3 +618,89 @@ def test_the_pod_read_seam_reports_found_gone_and_unavailable(rig: Rig) -> None:
     assert refused.status is PodReadStatus.UNAVAILABLE and refused.permanent
     assert unreachable.status is PodReadStatus.UNAVAILABLE and not unreachable.permanent
     assert "kubectl --namespace nvflare" in unreachable.error
+
+
+class CollectingTransfer(FakeTransfer):
+    """A transfer that says when the workspace is in the pod and when the results are back."""
+
+    def __init__(self, *, deliver_at: int = 1, collect_at: int = 3) -> None:
+        super().__init__(finish_after=collect_at)
+        self.deliver_at = deliver_at
+        self.collect_at = collect_at
+
+    @property
+    def delivered(self) -> bool:
+        return len(self.advanced) >= self.deliver_at
+
+    @property
+    def collected(self) -> bool:
+        return len(self.advanced) >= self.collect_at
+
+
+def _init_done_main_waiting() -> str:
+    pod = json.loads(pod_json("pending_init_running.json"))
+    pod["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0, "reason": "Completed"}}
+    return json.dumps(pod)
+
+
+def test_after_the_delivery_the_handle_looks_again_quickly_until_the_job_container_runs(rig: Rig) -> None:
+    transfer = CollectingTransfer(collect_at=10)
+    rig.pod("pending_init_running.json")  # delivers
+    rig.pod("pending_init_running.json")  # the init container has not noticed yet
+    rig.runner.expect(GET_POD, _init_done_main_waiting())  # an init container finished: no event query
+    rig.pod("running.json")
+    handle = rig.handle(workspace_transfer=transfer)
+    assert handle.enter_states([JobState.RUNNING]) is True
+    assert rig.clock.slept == [0.2, 0.2, 0.2]
+    rig.pod("running.json").pod("running.json")
+    handle.poll()
+    handle.poll()
+    assert transfer.advanced == ["Pending"] * 3 + ["Running"] * 3
+    assert rig.clock.slept == [0.2, 0.2, 0.2]  # the job container runs: the window is closed
+
+
+def test_the_quick_looks_end_after_their_window(rig: Rig) -> None:
+    transfer = CollectingTransfer(collect_at=30)
+    for _ in range(18):
+        rig.pod("pending_init_running.json")
+    rig.pod("running.json")
+    handle = rig.handle(workspace_transfer=transfer)
+    assert handle.enter_states([JobState.RUNNING]) is True
+    assert rig.clock.slept[:15] == [0.2] * 15
+    assert rig.clock.slept[15:] == [1.0, 1.0, 1.0]
+
+
+def test_a_handle_without_a_delivered_transfer_keeps_the_normal_interval(rig: Rig) -> None:
+    rig.pod("pending_init_running.json").pod("pending_init_running.json").pod("running.json")
+    handle = rig.handle(workspace_transfer=FakeTransfer(finish_after=5))
+    assert handle.enter_states([JobState.RUNNING]) is True
+    assert rig.clock.slept == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "code", "state"),
+    [(0, 0, JobState.SUCCEEDED), (1, 9, JobState.TERMINATED), (101, 101, JobState.TERMINATED)],
+)
+def test_collected_results_end_the_job_with_the_job_containers_exit_code(
+    rig: Rig, exit_code: int, code: int, state: JobState
+) -> None:
+    pod = json.loads(_main_terminated_sidecar_running())
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = exit_code
+    rig.pod("running.json").pod("running.json")
+    rig.runner.expect(GET_POD, json.dumps(pod))  # collects: the outcome is known, no wait for the phase
+    rig.deletes(pod=False)  # the Secret goes; the pod is left to end by itself
+    transfer = CollectingTransfer(deliver_at=1, collect_at=3)
+    handle = rig.handle(workspace_transfer=transfer)
+    handle.wait()
+    assert handle.terminal_state is state
+    assert handle.poll() == code
+    assert transfer.advanced == ["Running", "Running", "Running"]
+
+
+def test_a_finished_transfer_that_collected_nothing_waits_for_the_pods_phase(rig: Rig) -> None:
+    rig.runner.expect(GET_POD, _main_terminated_sidecar_running())
+    rig.pod("succeeded.json").deletes(pod=False)
+    transfer = FakeTransfer(finish_after=1)  # finished, but says nothing about results
+    handle = rig.handle(workspace_transfer=transfer)
+    assert handle.poll() == 127
+    assert handle.poll() == 0

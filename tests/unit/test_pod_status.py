@@ -195,6 +195,8 @@ CLASSIFICATION_TABLE = [
     ("pending_container_creating.json", "events_failed_mount_creation_timestamp_only.json", T0 + 73, W, "starting"),
     ("pending_container_creating.json", "events_failed_mount_old.json", NOW, W, "still starting"),
     ("pending_container_creating.json", "events_failed_scheduling_pvc.json", NOW, W, "still starting"),
+    # -- a container has started: sandbox and volumes are there, the events are not read
+    ("pending_init_running.json", None, NOW, W, "scheduled and still starting"),
 ]
 
 
@@ -374,3 +376,46 @@ def test_classification_equals_upstream_handles_verdict(
     theirs = handle._classify_starting_pod(_model(document), ps.pod_phase(document), now=now)
     ours = ps.classify_starting_pod(document, events(events_file) if events_file else [], now)
     assert (ours[0].value, ours[1]) == (theirs[0].value, theirs[1])
+
+
+def test_a_pod_with_a_started_container_is_not_failed_by_old_startup_events() -> None:
+    # Deliberately unlike upstream: once a container runs, the sandbox and the volumes exist, so a
+    # FailedMount or pull BackOff event is about an earlier attempt; no event query is made.
+    verdict = ps.classify_starting_pod(load("pending_init_running.json"), no_events, NOW)
+    assert verdict == (PendingAction.WAIT, "pod is scheduled and still starting")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "started"),
+    [
+        ("pending_init_running.json", True),
+        ("running.json", True),
+        ("pending_container_creating.json", False),
+        ("pending_just_created.json", False),
+        ("pending_init_image_pull_backoff.json", False),
+    ],
+)
+def test_a_started_container_is_a_running_one_or_a_finished_init_container(fixture: str, started: bool) -> None:
+    assert ps.pod_has_started_a_container(load(fixture)) is started
+
+
+def test_a_failed_init_container_is_not_a_start() -> None:
+    pod = load("pending_init_running.json")
+    pod["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 1}}
+    assert ps.pod_has_started_a_container(pod) is False
+    pod["status"]["initContainerStatuses"][0]["state"] = {"terminated": {"exitCode": 0}}
+    assert ps.pod_has_started_a_container(pod) is True
+
+
+@pytest.mark.parametrize(
+    ("code", "state", "return_code"),
+    [(0, JobState.SUCCEEDED, 0), (1, JobState.TERMINATED, 9), (137, JobState.TERMINATED, 9)]
+    + [(c, JobState.TERMINATED, c) for c in (101, 102, 103)],
+)
+def test_the_outcome_of_an_exit_code_is_what_the_pods_phase_will_say(
+    code: int, state: JobState, return_code: int
+) -> None:
+    pod = load("running.json")
+    name = pod["spec"]["containers"][0]["name"]
+    pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": code}}
+    assert ps.outcome_for_exit_code(code, pod, name) == (state, return_code)
