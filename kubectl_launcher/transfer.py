@@ -348,6 +348,9 @@ class WorkspaceTransfer:
         with self._lease_kept(kubectl, pod, INIT_CONTAINER, bound) as renewer:
             self._deliver_staged(kubectl, pod, renewer)
         self.delivered = True
+        # The keeper starts after the delivery and counts its bound from its own start: its first
+        # lease is due an interval from now, not on the next look (which is the launch's last step).
+        self._lease_at = self._clock()
 
     def _deliver_staged(self, kubectl: Kubectl, pod: str, renewer: _Periodic) -> None:
         scratch = self._scratch("outbox")

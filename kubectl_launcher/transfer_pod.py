@@ -81,26 +81,34 @@ LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
 # The scripts run under the job image's /bin/sh: POSIX only (dash, busybox ash, bash all do).
 # Arguments come in as positional parameters, so no value is ever spliced into shell text.
 
-#: $1 control dir, $2 marker, $3 seconds without word from the launcher, $4 exit code then.
+#: $1 control dir, $2 looks per second (1 to 10), $3 marker, $4 seconds without word from the
+#: launcher, $5 exit code then. More than one look a second needs a sleep that takes fractions
+#: (GNU, busybox); without one the script falls back to one look a second.
 WAIT_SCRIPT = """\
 trap 'exit 143' TERM INT
-ctl=$1 marker=$2 bound=$3 code=$4
+ctl=$1 per=$2 marker=$3 bound=$4 code=$5
 if ! command -v tar >/dev/null 2>&1; then
   echo "kubectl-launcher: this image has no tar; kubectl cp needs it in the container" >&2
   exit 127
 fi
-last= idle=-1
+tick=1
+if [ "$per" -gt 1 ]; then tick=0.$((1000 / per)); sleep "$tick" 2>/dev/null || tick=1 per=1; fi
+last= idle=-1 limit=$((bound * per))
 while [ ! -e "$ctl/$marker" ]; do
   cur=
   { read -r cur < "$ctl/lease"; } 2>/dev/null || :
   if [ "$cur" != "$last" ]; then last=$cur idle=0; else idle=$((idle + 1)); fi
-  if [ "$idle" -ge "$bound" ]; then
+  if [ "$idle" -ge "$limit" ]; then
     echo "kubectl-launcher: no word from the launcher for ${bound}s; giving up waiting for $marker" >&2
     exit "$code"
   fi
-  sleep 1
+  sleep "$tick"
 done
 """
+
+#: Looks per second of the init container at the control folder: the job container starts as soon
+#: as it notices the delivery. The keeper looks once a second: the launcher does not wait for its end.
+INIT_LOOKS_PER_SECOND = 5
 
 #: $1 folder, $2 "1" for checksums. Prints "entries N", then "sha256" and sha256sum lines, or "bytes N".
 LIST_SCRIPT = """\
@@ -219,11 +227,11 @@ def decorate_pod(pod: dict[str, Any], main_container: str, mount_path: str, sett
         )
     image = settings.image or str(main.get("image") or "")
 
-    def container(name: str, marker: str, bound: int, code: int, read_only: bool) -> dict[str, Any]:
+    def container(name: str, per: int, marker: str, bound: int, code: int, read_only: bool) -> dict[str, Any]:
         c: dict[str, Any] = {
             "name": name,
             "image": image,
-            "command": ["sh", "-c", WAIT_SCRIPT, name, CONTROL_PATH, marker, str(bound), str(code)],
+            "command": ["sh", "-c", WAIT_SCRIPT, name, CONTROL_PATH, str(per), marker, str(bound), str(code)],
             "volumeMounts": [
                 {"name": mount["name"], "mountPath": mount_path, "readOnly": read_only},
                 {"name": CONTROL_VOLUME, "mountPath": CONTROL_PATH},
@@ -241,9 +249,9 @@ def decorate_pod(pod: dict[str, Any], main_container: str, mount_path: str, sett
 
     s = settings
     spec.setdefault("initContainers", []).append(
-        container(INIT_CONTAINER, "delivered", s.delivery_timeout, 1, read_only=False)
+        container(INIT_CONTAINER, INIT_LOOKS_PER_SECOND, "delivered", s.delivery_timeout, 1, read_only=False)
     )
-    containers.append(container(KEEPER_CONTAINER, "released", s.keep_timeout, 0, read_only=True))
+    containers.append(container(KEEPER_CONTAINER, 1, "released", s.keep_timeout, 0, read_only=True))
     spec["containers"] = containers
     spec.setdefault("volumes", []).append({"name": CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
     meta = pod.setdefault("metadata", {})
