@@ -19,15 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from kubectl_launcher.poc.deployment import (
-    CLIENTS,
-    DOUBLE_CAPACITY,
-    SERVER,
-    SITES,
-    DeploymentError,
-    K8sLauncherSettings,
-    PocDeployment,
-)
+from kubectl_launcher.poc.deployment import CLIENTS, SERVER, SITES, DeploymentError, PocDeployment
 from kubectl_launcher.poc.flow import JobFailed, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.report import (
@@ -38,6 +30,7 @@ from kubectl_launcher.poc.report import (
     site_results,
     startup_failures,
 )
+from kubectl_launcher.poc.target import DEFAULT_PYTHON_PATH, JobTarget, RealCluster
 from kubectl_launcher.poc.watch import RoundTracker
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -105,7 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kubeconfig", default=None, help="a real cluster's kubeconfig (default: $KUBECONFIG)")
     parser.add_argument("--image", default=None, help="job image with nvflare 2.9 and tar (real cluster only)")
     parser.add_argument("--namespace", default="default")
-    parser.add_argument("--python-path", default="/usr/local/bin/python3", help="python inside --image")
+    parser.add_argument("--python-path", default=DEFAULT_PYTHON_PATH, help="python inside --image")
     parser.add_argument(
         "--parent-host", default=None, help="real cluster: address of this machine that the job pods can reach"
     )
@@ -172,8 +165,11 @@ class Demo:
         self.say = say
         self.kubectl_bin = kubectl_bin
         self.root = ns.folder.resolve()
-        self.real_cluster = ns.kubeconfig is not None
-        self.cluster: Any = None
+        real = None
+        if ns.kubeconfig is not None:
+            real = RealCluster(ns.kubeconfig, ns.image, ns.namespace, ns.python_path, ns.parent_host)
+        self.target = JobTarget(real, kubectl=kubectl_bin, workdir=self.root / "localkube", double_image=DOUBLE_IMAGE)
+        self.real_cluster = self.target.is_real
         self.dep: PocDeployment | None = None
         self.watcher: Any = None
         self.stream_kubectl: Any = None
@@ -190,28 +186,20 @@ class Demo:
         dep = self.dep = PocDeployment(self.root / "nvflare")
         if ns.launcher == "process":
             return self._run_process_only(dep)
-        kubeconfig = self._start_cluster(dep)
-        image = ns.image or DOUBLE_IMAGE
+        self._start_cluster(dep)
+        image = self.target.image
         if ns.breakage == "image":
             image = self._unpullable_image()
-        python_path = ns.python_path if self.real_cluster else sys.executable
         say(f"preparing NVFlare POC (server + {len(CLIENTS)} clients) under {dep.root}")
         dep.prepare()
-        settings = K8sLauncherSettings(
-            kubeconfig=kubeconfig,
-            namespace=ns.namespace,
-            default_python_path=python_path,
-            pending_timeout=60 if self.real_cluster else 20,
-            extra_args={"kubectl": self.kubectl_bin, "workspace_transfer": transfer_settings(self.real_cluster)},
-        )
-        dep.use_k8s_launcher(settings)
-        if self.real_cluster:
-            self._point_pods_at_parents(dep)
+        self.target.configure(dep, transfer_settings(self.real_cluster))
+        if self.target.parent_host is not None:
+            say(f"job pods call their parents back at {self.target.parent_host} (local/comm_config.json 'internal')")
         for site in SITES:
             say(f"{site:7} job launcher: {dep.launcher_path(site)}")
         say(f"starting the parents (fed port {dep.port})")
         say(f"parents up, both clients registered in {dep.start():.1f} s")
-        self._start_watch(kubeconfig)
+        self._start_watch()
         spec = JobSpec(rounds=ns.rounds, sleep=ns.sleep, fail=ns.breakage == "client-error", image=image)
         say(f"submitting {spec.name}: NumPy FedAvg, {spec.rounds} rounds, 2 clients, job image {image}")
         ours = self._run_job(dep, spec)
@@ -235,43 +223,26 @@ class Demo:
         )
         return EXIT_OK if ok else EXIT_JOB_FAILED
 
-    def _start_cluster(self, dep: PocDeployment) -> str:
-        if self.real_cluster:
-            self.say(f"real cluster: kubeconfig {self.ns.kubeconfig}, namespace {self.ns.namespace}")
-            return str(self.ns.kubeconfig)
-        from kubectl_launcher.localkube import LocalCluster
-
-        # Job pods must see their workspace only through kubectl cp, as on a real cluster.
-        self.cluster = LocalCluster(
-            str(self.root / "localkube"), hidden_paths=[str(dep.prod_dir)], capacity=DOUBLE_CAPACITY
-        ).start()
-        self.say(f"local API double up: {self.cluster.url} (kubeconfig {self.cluster.kubeconfig_path})")
-        return str(self.cluster.kubeconfig_path)
+    def _start_cluster(self, dep: PocDeployment) -> None:
+        # On the double, job pods see their workspace only through kubectl cp, as on a real cluster.
+        kubeconfig = self.target.open(dep)
+        if self.target.cluster is not None:
+            self.say(f"local API double up: {self.target.cluster.url} (kubeconfig {kubeconfig})")
+        else:
+            self.say(f"real cluster: kubeconfig {kubeconfig}, namespace {self.target.namespace}")
 
     def _unpullable_image(self) -> str:
-        if self.cluster is not None:
-            self.cluster.faults.make_unpullable(UNPULLABLE_IMAGE)
+        if self.target.cluster is not None:
+            self.target.cluster.faults.make_unpullable(UNPULLABLE_IMAGE)
         self.say(f"--break image: the job image {UNPULLABLE_IMAGE} cannot be pulled")
         return UNPULLABLE_IMAGE
 
-    def _point_pods_at_parents(self, dep: PocDeployment) -> None:
-        from kubectl_launcher.poc.deployment import free_port
-        from kubectl_launcher.poc.report import default_parent_host
-
-        host = self.ns.parent_host or default_parent_host()
-        for site in SITES:
-            dep.set_internal_listener(host, free_port(), site)
-        self.say(f"job pods call their parents back at {host} (local/comm_config.json 'internal')")
-
-    def _start_watch(self, kubeconfig: str) -> None:
-        from kubectl_launcher.kubectl import Kubectl
+    def _start_watch(self) -> None:
         from kubectl_launcher.names import site_name_to_rfc1123
         from kubectl_launcher.poc.watch import PodSighting, PodWatcher
 
-        # request_timeout=0: a watch and a log follow stay open as long as the job runs.
-        self.stream_kubectl = Kubectl(
-            kubeconfig, namespace=self.ns.namespace, kubectl=self.kubectl_bin, request_timeout=0
-        )
+        # A watch and a log follow stay open as long as the job runs.
+        self.stream_kubectl = self.target.client(streams=True)
         site_of_label = {site_name_to_rfc1123(site): site for site in SITES}
         server_label = site_name_to_rfc1123(SERVER)
 
@@ -416,21 +387,17 @@ class Demo:
         self._stop_streams()
         if self.dep is not None:
             self.dep.stop()
-        if self.cluster is not None:
-            try:
-                self.cluster.stop()
-            except Exception as exc:  # cleanup must go on; say what did not stop
-                say(f"warning: stopping the local API double failed: {exc}")
-        elif self.real_cluster and self.dep is not None:
-            from kubectl_launcher.poc.report import delete_leftover_pods
-
-            for line in delete_leftover_pods(self.ns.kubeconfig, self.ns.namespace, self.kubectl_bin):
+        on_double = self.target.cluster is not None
+        try:
+            for line in self.target.close():
                 say(line)
+        except Exception as exc:  # cleanup must go on; say what did not stop
+            say(f"warning: {'stopping the local API double' if on_double else 'cleaning up the cluster'} failed: {exc}")
         if self.dep is not None:
             left = self.dep.leftover_processes()
             if left:
                 say(f"warning: processes still running after cleanup: {left}")
-        say("cleaned up: parents stopped" + (", local API double stopped" if self.cluster is not None else ""))
+        say("cleaned up: parents stopped" + (", local API double stopped" if on_double else ""))
 
 
 if __name__ == "__main__":

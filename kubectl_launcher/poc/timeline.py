@@ -203,7 +203,7 @@ def parent_marks(tl: SiteTimeline, parent_lines: Sequence[str], job_id: str) -> 
             "scheduled by the server": r"get result: \(scheduled\)",
             "launch_job returned": "with job launcher",
             "clients told to start": "Started run:",
-            "handle saw the end": "ended: phase",
+            "handle saw the end": r" ended: (phase|job container exit code)",
             "parent got the return code": "child worker process finished with RC",
         },
     )

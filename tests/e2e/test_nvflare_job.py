@@ -1,10 +1,12 @@
 """A real NVFlare FedAvg job (server + 2 clients) whose job processes run as pods, through the real kubectl,
-on the local API double. The same flow as scripts/demo (kubectl_launcher.poc)."""
+on the local API double, or on a real cluster when KUBECTL_LAUNCHER_E2E_KUBECONFIG (+ _IMAGE ...) names one
+(scripts/e2e-real-cluster). The same flow as scripts/demo (kubectl_launcher.poc.target)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,26 @@ import pytest
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, site_name_to_rfc1123, uuid4_to_rfc1123
 from kubectl_launcher.poc import timeline
-from kubectl_launcher.poc.deployment import CLIENTS, DOUBLE_CAPACITY, SITES, K8sLauncherSettings, PocDeployment
+from kubectl_launcher.poc.deployment import CLIENTS, SITES, PocDeployment
 from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
 from kubectl_launcher.poc.job import JobSpec
-from kubectl_launcher.poc.report import journal_entries, site_journal
-from kubectl_launcher.poc.watch import LogFollower, PodHistory, PodSighting, PodWatcher, RoundTracker
+from kubectl_launcher.poc.report import job_artifacts, journal_entries, site_journal
+from kubectl_launcher.poc.target import JobTarget, RealCluster
+from kubectl_launcher.poc.watch import (
+    LogFollower,
+    PodHistory,
+    PodSighting,
+    PodWatcher,
+    RoundTracker,
+    main_container_name,
+)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(360)]
+#: None: the local API double (CI). A real cluster only when asked for explicitly (tests/e2e/conftest.py
+#: deselects the tests marked double_only then, and those marked real_cluster otherwise).
+REAL = RealCluster.from_env(os.environ)
+# A real cluster may pull the job image first.
+JOB_TIMEOUT = 600 if REAL else 240
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900 if REAL else 360)]
 
 IMAGE = "kubectl-launcher-e2e/nvflare:2.9"
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -29,6 +44,7 @@ SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 @dataclass
 class Ran:
     dep: PocDeployment
+    target: JobTarget
     kubectl: Kubectl
     outcome: JobOutcome
     pods: PodHistory
@@ -38,6 +54,18 @@ class Ran:
     leftovers: list[int]
     live_rounds: list[int]
     sites: list[timeline.SiteTimeline]
+    requests: list[tuple[str, str]]  # (method, path) the double served; [] on a real cluster
+
+
+def _job_pods(ran: Ran) -> dict[str, list[str]]:
+    """Phases of this job's pods only: on a shared cluster the watch may also see other pods we labelled."""
+    job = ran.outcome.job_id.lower()
+    return {name: phases for name, phases in ran.pods.phases.items() if job in name}
+
+
+def _of_this_job(ran: Ran, objects: list[dict[str, object]]) -> list[dict[str, object]]:
+    job_label = uuid4_to_rfc1123(ran.outcome.job_id)
+    return [o for o in objects if _labels(o).get(JOB_LABEL) == job_label]
 
 
 def _field(obj: dict[str, object], key: str) -> dict[str, object]:
@@ -58,27 +86,19 @@ def _kubectl_binary() -> str:
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
-    from kubectl_launcher.localkube import LocalCluster
-
     root = tmp_path_factory.mktemp("e2e")
     kubectl_bin = _kubectl_binary()
     dep = PocDeployment(root / "nvflare")
-    cluster = LocalCluster(str(root / "localkube"), hidden_paths=[str(dep.prod_dir)], capacity=DOUBLE_CAPACITY).start()
+    target = JobTarget(REAL, kubectl=kubectl_bin, workdir=root / "localkube", double_image=IMAGE)
     watcher: PodWatcher | None = None
     try:
+        target.open(dep)
         dep.prepare()
-        dep.use_k8s_launcher(
-            K8sLauncherSettings(
-                kubeconfig=str(cluster.kubeconfig_path),
-                default_python_path=sys.executable,
-                pending_timeout=20,
-                extra_args={"kubectl": kubectl_bin, "workspace_transfer": True},
-            )
-        )
+        target.configure(dep, True)
         dep.start()
-        kubectl = Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin)
+        kubectl = target.client()
         sightings: list[PodSighting] = []
-        streams = Kubectl(str(cluster.kubeconfig_path), kubectl=kubectl_bin, request_timeout=0)
+        streams = target.client(streams=True)
         live = RoundTracker()
         followers: list[LogFollower] = []
 
@@ -90,8 +110,8 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
 
         watcher = PodWatcher(streams, lambda pod, _event: sightings.append(pod), on_pod=on_pod)
         watcher.start()
-        spec = JobSpec(name="e2e-numpy", rounds=2, sleep=0.05, image=IMAGE)
-        outcome = run_job(dep, spec, say=lambda _msg: None, timeout=240)
+        spec = JobSpec(name="e2e-numpy", rounds=2, sleep=0.05, image=target.image)
+        outcome = run_job(dep, spec, say=lambda _msg: None, timeout=JOB_TIMEOUT)
         secrets = kubectl.get_json(("get", "secrets", "--selector", SELECTOR, "--output", "json")) or {}
         pods = kubectl.get_json(("get", "pods", "--selector", SELECTOR, "--output", "json")) or {}
         watcher.stop()
@@ -103,8 +123,10 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             dep, outcome.job_id, history, result_dir=outcome.result_dir, finished_at=outcome.finished_at
         )
         dep.stop()
+        served = target.cluster.requests if target.cluster is not None else []
         yield Ran(
             dep=dep,
+            target=target,
             kubectl=kubectl,
             outcome=outcome,
             pods=history,
@@ -114,12 +136,13 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             leftovers=dep.leftover_processes(),
             live_rounds=list(live.rounds_seen),
             sites=sites,
+            requests=[(r.method, r.path) for r in served],
         )
     finally:
         if watcher is not None:
             watcher.stop()
         dep.stop()
-        cluster.stop()
+        target.close()
 
 
 def test_job_finished_completed_at_the_server(ran: Ran) -> None:
@@ -142,12 +165,48 @@ def test_every_site_used_the_kubectl_launcher(ran: Ran) -> None:
 def test_each_site_job_pod_ran_to_success(ran: Ran) -> None:
     site_of_label = {site_name_to_rfc1123(site): site for site in SITES}
     by_site: dict[str, list[str]] = {}
-    for name, phases in ran.pods.phases.items():
+    for name, phases in _job_pods(ran).items():
         by_site.setdefault(site_of_label.get(ran.pods.sites[name], name), []).extend(phases)
     assert sorted(by_site) == sorted(SITES), ran.pods.phases
     for site, phases in by_site.items():
         assert any(p.startswith("Running") for p in phases), (site, phases)
         assert any(p.startswith("Succeeded") for p in phases), (site, phases)
+
+
+@pytest.mark.double_only
+def test_the_double_saw_no_pod_but_the_jobs(ran: Ran) -> None:
+    assert sorted(ran.pods.phases) == sorted(_job_pods(ran)), ran.pods.phases
+
+
+def test_each_job_pod_ran_the_target_image(ran: Ran) -> None:
+    manifests, _ = job_artifacts(ran.dep, ran.outcome.job_id)
+    assert sorted(manifests) == sorted(SITES)
+    for site, path in manifests.items():
+        pod = json.loads(path.read_text())
+        images = {c["image"] for c in pod["spec"]["containers"]}
+        assert ran.target.image in images, (site, images)
+        assert pod["metadata"].get("namespace", ran.target.namespace) == ran.target.namespace, site
+
+
+@pytest.mark.double_only
+def test_the_double_served_the_transfer_of_each_job_pod_through_exec(ran: Ran) -> None:
+    # kubectl cp and the results' tar both go through the pod's exec subresource: delivery, collection.
+    for name in _job_pods(ran):
+        execs = [path for _method, path in ran.requests if path.endswith(f"/pods/{name}/exec")]
+        assert len(execs) >= 2, (name, sorted({path for _m, path in ran.requests}))
+
+
+@pytest.mark.real_cluster
+def test_job_pods_call_their_parents_back_at_the_parent_host(ran: Ran) -> None:
+    # POC's parents listen on 127.0.0.1, which no pod of a real cluster reaches (docs/real-cluster.md).
+    manifests, _ = job_artifacts(ran.dep, ran.outcome.job_id)
+    for site, path in manifests.items():
+        internal = json.loads((ran.dep.site_dir(site) / "local" / "comm_config.json").read_text())["internal"]
+        url = f"tcp://{ran.target.parent_host}:{internal['resources']['port']}"
+        pod = json.loads(path.read_text())
+        main = next(c for c in pod["spec"]["containers"] if c["name"] == main_container_name(pod))
+        args = main["args"]
+        assert args[args.index("-p") + 1] == url, (site, args)
 
 
 def test_each_site_journal_records_the_job_pod(ran: Ran) -> None:
@@ -173,15 +232,22 @@ def test_server_results_reached_the_job_store(ran: Ran) -> None:
 
 
 def test_per_job_credential_secrets_are_gone(ran: Ran) -> None:
-    job_label = uuid4_to_rfc1123(ran.outcome.job_id)
-    left = [s for s in ran.secrets_after if _labels(s).get(JOB_LABEL) == job_label]
-    assert left == []
+    assert _of_this_job(ran, ran.secrets_after) == []
 
 
-def test_nothing_is_left_running(ran: Ran) -> None:
-    running = [p for p in ran.pods_after if _field(p, "status").get("phase") in ("Pending", "Running")]
-    assert running == []
+def _still_running(pods: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [p for p in pods if _field(p, "status").get("phase") in ("Pending", "Running")]
+
+
+def test_nothing_of_the_job_is_left_running(ran: Ran) -> None:
+    assert _still_running(_of_this_job(ran, ran.pods_after)) == []
     assert ran.leftovers == []
+
+
+@pytest.mark.double_only
+def test_the_double_has_no_labelled_pod_left_running(ran: Ran) -> None:
+    # Stricter than the test above; a shared real namespace may hold other deployments' pods.
+    assert _still_running(ran.pods_after) == []
 
 
 def test_deployment_stayed_inside_its_folder(ran: Ran) -> None:
