@@ -179,7 +179,8 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         """The launcher's Kubectl (journal in <ws>/kubectl-launcher/); its setup is checked on first use."""
         with self._lock:
             if self._kubectl is None:
-                journal = Journal(self.journal_dir or os.path.join(workspace_root, LAUNCHER_DIR), "journal")
+                own_dir = self.journal_dir or os.path.join(workspace_root, LAUNCHER_DIR)
+                journal = Journal(own_dir, "journal")
                 self._kubectl = Kubectl(
                     self.config_file_path or None,
                     self.context,
@@ -188,6 +189,10 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                     request_timeout=self.request_timeout,
                     command_timeout=self.command_timeout,
                     journal=journal,
+                    # kubectl's discovery cache beside the journal: it outlives a parent killed mid-job
+                    # (a temporary folder would leak into /tmp), and the journal's pasted lines keep
+                    # pointing at a folder that exists.
+                    cache_dir=os.path.join(own_dir, "kube-cache"),
                     runner=self._runner,
                     sleep=self._sleep or time.sleep,
                 )

@@ -328,6 +328,7 @@ def test_journals_record_every_command_and_the_rebuild_line_of_the_startup_secre
     assert len(job_lines) == 6  # the launch and the first read of the handle
     assert len(site_lines) == 6 + 2  # plus the setup check (version, current context)
     first = json.loads(job_lines[0])
+    assert first["env"]["KUBECACHEDIR"] == str(site / "kubectl-launcher" / "kube-cache")
     assert first["stdin"]["rebuild_argv"][:5] == ["kubectl", "create", "secret", "generic", STARTUP]
     assert f"--from-file=client.key={site}/startup/client.key" in first["stdin"]["rebuild_argv"]
     assert json.loads(job_lines[1])["stdin"]["rebuild_argv"] is None  # credentials: nothing to rebuild from
