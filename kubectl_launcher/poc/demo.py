@@ -283,11 +283,25 @@ class Demo:
 
     def _run_job(self, dep: PocDeployment, spec: JobSpec) -> JobOutcome:
         try:
-            return run_job(dep, spec, say=self.say, timeout=self.ns.timeout, rounds=self.rounds)
+            outcome = run_job(dep, spec, say=self.say, timeout=self.ns.timeout, rounds=self.rounds)
+            self._see_pods_end(outcome.job_id)
+            return outcome
         finally:
-            if self.watcher is not None:
-                time.sleep(1.0)  # let the watch print the pods' last phases
             self._stop_streams()
+
+    def _see_pods_end(self, job_id: str) -> None:
+        """The launcher reports a job over before its pods reach their final phase: let the watch see it."""
+        from kubectl_launcher.names import site_name_to_rfc1123, uuid4_to_rfc1123
+        from kubectl_launcher.poc.watch import END_WAIT
+
+        if self.watcher is None:
+            return
+        sites = [site_name_to_rfc1123(site) for site in SITES]
+        missing = self.watcher.wait_until_ended(uuid4_to_rfc1123(job_id), sites)
+        if missing:
+            self.say(f"warning: the pod watch did not see every job pod end within {END_WAIT:.0f} s:")
+            for line in missing:
+                self.say(f"  {line}")
 
     def _report(self, dep: PocDeployment, outcome: JobOutcome, spec: JobSpec) -> bool:
         say = self.say

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from kubectl_launcher.kubectl import Kubectl, KubectlStream
-from kubectl_launcher.names import MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
+from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
 
 #: Everything the launcher created (design contract 4), as a ``--selector`` value.
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 #: Containers the workspace transfer adds; the job's own container is the other one.
 TRANSFER_PREFIX = "kubectl-launcher-"
 ROUND_RE = re.compile(r"Round (\d+) started")
+#: Milestones after which a pod changes no more (see :func:`pod_milestones`).
+FINAL_MILESTONES = ("phase-Succeeded", "phase-Failed", "deleted")
+#: How long :meth:`PodWatcher.wait_until_ended` waits, by default, once a job is FINISHED: the launcher
+#: reports a job's outcome when the keeper is released, and the keeper notices that within a second;
+#: the rest is margin for a loaded (2-core CI) machine. Only a pod that does not end waits this long.
+END_WAIT = 10.0
 
 
 @dataclass
@@ -45,6 +51,8 @@ class PodHistory:
 
     phases: dict[str, list[str]] = field(default_factory=dict)
     sites: dict[str, str] = field(default_factory=dict)
+    #: pod name -> its job label (design contract 4)
+    jobs: dict[str, str] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     #: pod name -> milestone (see :func:`pod_milestones`) -> epoch seconds it was first seen
     milestones: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -62,6 +70,26 @@ class PodHistory:
         known = self.milestones.setdefault(name, {})
         for milestone in milestones:
             known.setdefault(milestone, at)
+
+    def ended(self, name: str) -> bool:
+        """Seen Succeeded, Failed or deleted: the watch has seen everything this pod will do."""
+        return any(m in self.milestones.get(name, {}) for m in FINAL_MILESTONES)
+
+    def not_ended(self, job_label: str, sites: Sequence[str] = ()) -> list[str]:
+        """What keeps the watch from having seen the end of job ``job_label`` ([]: nothing).
+
+        Each pod of the job not yet seen ending, with its last phase, and each of ``sites`` (labels)
+        of which no pod of the job was seen at all.
+        """
+        mine = sorted(name for name, job in self.jobs.items() if job == job_label)
+        missing = [
+            f"{self.sites.get(name, '?')}: pod {name} last seen {(self.phases.get(name) or ['?'])[-1]}"
+            for name in mine
+            if not self.ended(name)
+        ]
+        seen_sites = {self.sites.get(name) for name in mine}
+        missing += [f"{site}: no pod of the job seen" for site in sites if site not in seen_sites]
+        return missing
 
 
 def _container_state(statuses: Sequence[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -229,6 +257,7 @@ class PodWatcher:
         self._on_pod = on_pod
         self._clock = clock
         self.history = PodHistory()
+        self._changed = threading.Condition()
         self._decoder = json.JSONDecoder()
         self._buffer = ""
         args = ("get", "pods", "--selector", MANAGED_SELECTOR, "--watch", "--output-watch-events", "--output", "json")
@@ -246,6 +275,25 @@ class PodWatcher:
 
     def stop(self) -> None:
         self._stream.stop()
+
+    def wait_until_ended(self, job_label: str, sites: Sequence[str] = (), timeout: float = END_WAIT) -> list[str]:
+        """Wait until every pod of the job has been seen ending (:meth:`PodHistory.not_ended`).
+
+        Call it once the job is over and before :meth:`stop`: the launcher reports a job's outcome
+        before its pod reaches its final phase, so a watch stopped at once can miss that last step.
+        Returns what is still missing when ``timeout`` (seconds) passes, [] when nothing is.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                missing = self.history.not_ended(job_label, sites)
+                left = deadline - time.monotonic()
+                if not missing or left <= 0:
+                    break
+                self._changed.wait(left)
+        if missing and self.error:
+            missing.append(f"the pod watch failed: {self.error}")
+        return missing
 
     def _line(self, line: str) -> None:
         # kubectl prints each event as indented, multi-line JSON.
@@ -268,14 +316,20 @@ class PodWatcher:
             return
         at = self._clock()
         sighting = describe_pod(pod)
-        self.history.mark(sighting.name, pod_milestones(pod), at)
-        if kind == "DELETED":
-            self.history.mark(sighting.name, ["deleted"], at)
-            sighting = PodSighting(sighting.name, sighting.site, "Deleted")
-            self.history.deleted.add(sighting.name)
+        job = ((pod.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL)
+        with self._changed:
+            if job:
+                self.history.jobs[sighting.name] = str(job)
+            self.history.mark(sighting.name, pod_milestones(pod), at)
+            if kind == "DELETED":
+                self.history.mark(sighting.name, ["deleted"], at)
+                sighting = PodSighting(sighting.name, sighting.site, "Deleted")
+                self.history.deleted.add(sighting.name)
+            changed = self.history.add(sighting)
+            self._changed.notify_all()
         if self._on_pod is not None:
             self._on_pod(pod, sighting)
-        if self.history.add(sighting):
+        if changed:
             self._on_change(sighting, kind)
 
 

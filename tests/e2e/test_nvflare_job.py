@@ -22,6 +22,7 @@ from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.report import job_artifacts, journal_entries, site_journal
 from kubectl_launcher.poc.target import JobTarget, RealCluster
 from kubectl_launcher.poc.watch import (
+    END_WAIT,
     LogFollower,
     PodHistory,
     PodSighting,
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900 if REAL else 360)]
 
 IMAGE = "kubectl-launcher-e2e/nvflare:2.9"
 SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+SITE_LABELS = [site_name_to_rfc1123(site) for site in SITES]
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Ran:
     pods_after: list[dict[str, object]]
     leftovers: list[int]
     live_rounds: list[int]
+    not_ended: list[str]  # what the pod watch had not seen end after the job (watch.PodHistory.not_ended)
     sites: list[timeline.SiteTimeline]
     requests: list[tuple[str, str]]  # (method, path) the double served; [] on a real cluster
 
@@ -112,6 +115,10 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
         watcher.start()
         spec = JobSpec(name="e2e-numpy", rounds=2, sleep=0.05, image=target.image)
         outcome = run_job(dep, spec, say=lambda _msg: None, timeout=JOB_TIMEOUT)
+        # The launchers report the job over before its pods reach their final phase (design, contract 7).
+        not_ended = watcher.wait_until_ended(uuid4_to_rfc1123(outcome.job_id), SITE_LABELS)
+        for follower in followers:
+            follower.wait(END_WAIT)  # `kubectl logs -f` ends with the server's job container
         secrets = kubectl.get_json(("get", "secrets", "--selector", SELECTOR, "--output", "json")) or {}
         pods = kubectl.get_json(("get", "pods", "--selector", SELECTOR, "--output", "json")) or {}
         watcher.stop()
@@ -135,6 +142,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             pods_after=list(pods.get("items", [])),
             leftovers=dep.leftover_processes(),
             live_rounds=list(live.rounds_seen),
+            not_ended=not_ended,
             sites=sites,
             requests=[(r.method, r.path) for r in served],
         )
@@ -262,6 +270,10 @@ def test_results_folder_is_under_the_deployment_root(ran: Ran) -> None:
 
 def test_rounds_were_followed_live_from_the_server_pod_log(ran: Ran) -> None:
     assert ran.live_rounds == list(range(ran.spec.rounds))
+
+
+def test_the_pod_watch_saw_every_job_pod_end(ran: Ran) -> None:
+    assert ran.not_ended == []
 
 
 def test_timeline_has_every_step_of_every_site(ran: Ran) -> None:
