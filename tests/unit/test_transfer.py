@@ -253,8 +253,10 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
         assert c["securityContext"] == {"runAsNonRoot": True}
         assert c["command"][:3] == ["sh", "-c", transfer.WAIT_SCRIPT]
         assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, transfer.CONTROL_PATH}
-    assert init["command"][-3:] == ["delivered", "1800", "1"]
-    assert keeper["command"][-3:] == ["released", "900", "0"]
+    # looks per second, marker, bound, exit code: the init container looks often (a launch waits
+    # for it), the keeper, which lives as long as the job, once a second
+    assert init["command"][-4:] == ["5", "delivered", "1800", "1"]
+    assert keeper["command"][-4:] == ["1", "released", "900", "0"]
     assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
     assert {"name": transfer.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
     decorated = copy.deepcopy(manifest)
