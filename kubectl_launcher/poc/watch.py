@@ -183,7 +183,7 @@ class LineFollower:
         self,
         kubectl: Kubectl,
         args: Sequence[str],
-        on_line: Callable[[str], None],
+        on_line: Callable[[str], object],
         name: str,
         *,
         again: bool = False,
@@ -361,7 +361,7 @@ class RoundTracker:
 class LogFollower:
     """``kubectl logs --follow POD --container C``: hands each line to ``on_line`` as the job writes it."""
 
-    def __init__(self, kubectl: Kubectl, pod: str, container: str, on_line: Callable[[str], None]) -> None:
+    def __init__(self, kubectl: Kubectl, pod: str, container: str, on_line: Callable[[str], object]) -> None:
         self.pod = pod
         self.container = container
         args = ("logs", "--follow", pod, "--container", container)
