@@ -168,23 +168,25 @@ class ShRunner:
         returncode: int | None
         deadline_hit = threading.Event()
         deadline: threading.Timer | None = None
+        running: Any = None
         try:
-            running = command(
-                *argv[1:],
-                _in=feed,
-                _out=out_file if out_file is not None else capped,
-                _err=stderr_sink,
-                _env=dict(env),
-                _tty_in=False,
-                _tty_out=False,
-                _ok_code=list(range(256)),
-                _bg=True,
-                _bg_exc=False,
-                # kubectl leads its own process group, so that a kill takes the credential plugins
-                # it runs too (sh's own _timeout would signal kubectl alone and orphan them).
-                _new_session=True,
-                _log_msg=sh_log_context,
-            )
+            with _interrupts_held():
+                running = command(
+                    *argv[1:],
+                    _in=feed,
+                    _out=out_file if out_file is not None else capped,
+                    _err=stderr_sink,
+                    _env=dict(env),
+                    _tty_in=False,
+                    _tty_out=False,
+                    _ok_code=list(range(256)),
+                    _bg=True,
+                    _bg_exc=False,
+                    # kubectl leads its own process group, so that a kill takes the credential plugins
+                    # it runs too (sh's own _timeout would signal kubectl alone and orphan them).
+                    _new_session=True,
+                    _log_msg=sh_log_context,
+                )
             deadline = threading.Timer(timeout, _kill_group, (running.process, deadline_hit))
             deadline.daemon = True
             deadline.start()
@@ -193,9 +195,12 @@ class ShRunner:
                 returncode = running.exit_code
             except sh.ErrorReturnCode as exc:  # killed by a signal: our deadline or output cap
                 returncode = exc.exit_code
-            except BaseException:  # KeyboardInterrupt: in its own session, no terminal signal reaches it
+        except BaseException:
+            # KeyboardInterrupt (in its own session no terminal signal reaches kubectl), wherever it lands once
+            # kubectl has started: between the start and the wait as much as during the wait.
+            if running is not None:
                 _kill_group(running.process)
-                raise
+            raise
         finally:
             if deadline is not None:
                 deadline.cancel()
@@ -216,6 +221,29 @@ class ShRunner:
             timed_out=timed_out,
             stdout_truncated=capped.overflow,
         )
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C while kubectl starts, so that it lands once we hold kubectl's handle and can kill its group.
+
+    kubectl runs in its own session (no terminal signal reaches it): a KeyboardInterrupt raised inside sh's
+    start-up, after the fork, would leave it running with nobody to kill it. A signal mask cannot hold it
+    (the kernel hands a process-directed SIGINT to any thread that does not block it, sh's threads included),
+    so the handler is swapped for one that only notes the signal, which is sent again once kubectl is ours.
+    Handlers can be set from the main thread only, where Python raises KeyboardInterrupt anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if noted:
+            os.kill(os.getpid(), signal.SIGINT)  # now handled as the process had asked
 
 
 def _kill_group(process: Any, killed: threading.Event | None = None) -> None:
