@@ -353,7 +353,10 @@ class Demo:
                 plain(f"{site:7} journal:  {journals[site]}")
         first = journals.get(SERVER) or next(iter(journals.values()), None)
         if first is not None:
-            plain("try:      " + shlex.join(["kubectl-launcher", "replay", "--dry-run", str(first)]))
+            # The demo's venv is on PATH only inside scripts/demo: name the command by its path so the line
+            # pastes as it is in the operator's own shell.
+            cli = shutil.which("kubectl-launcher") or "kubectl-launcher"
+            plain("try:      " + shlex.join([cli, "replay", "--dry-run", str(first)]))
         self._timeline(dep, ours, baseline)
         total, per_site = count_kubectl_processes(dep, ours.job_id)
         detail = ", ".join(f"{site} {n}" for site, n in per_site.items())
