@@ -23,18 +23,13 @@ except ModuleNotFoundError:  # run as `pytest`, not `python -m pytest`: the repo
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
 GET_POD = ("get", "pod", "x", "--output", "json")
 
 
 @pytest.fixture(scope="session")
-def kubectl_binary() -> str:
-    path = os.environ.get("KUBECTL_LAUNCHER_TEST_KUBECTL", DEFAULT_KUBECTL)
-    # A missing kubectl is a loud failure, never a skip: these tests are the point of the seam.
-    assert os.path.isfile(path) and os.access(path, os.X_OK), (
-        f"kubectl binary {path} is missing; install it or set KUBECTL_LAUNCHER_TEST_KUBECTL"
-    )
-    return path
+def kubectl_binary(kubectl_path: str) -> str:
+    # The suite-wide choice (tests/conftest.py): a missing kubectl fails the test loudly, never skips it.
+    return kubectl_path
 
 
 @pytest.fixture
