@@ -14,7 +14,16 @@ from typing import Any, TypeVar
 from .cluster import LocalCluster
 
 T = TypeVar("T")
-SDK_BIN = "/usr/lib/google-cloud-sdk/bin"
+
+
+def _versioned_bin_dir() -> str:
+    # Google's Cloud SDK ships a `kubectl` dispatcher with kubectl.1.NN binaries beside it: find that folder
+    # through the kubectl on PATH rather than assuming where the SDK is installed.
+    on_path = shutil.which("kubectl")
+    return os.path.dirname(os.path.realpath(on_path)) if on_path else "/usr/lib/google-cloud-sdk/bin"
+
+
+SDK_BIN = _versioned_bin_dir()
 DEFAULT_VERSION = "1.32"
 ENV_KUBECTL = "KUBECTL_LAUNCHER_TEST_KUBECTL"
 #: every cluster running_cluster() started in this process, for the end-of-session check

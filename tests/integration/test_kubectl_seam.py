@@ -14,6 +14,7 @@ import pytest
 from kubectl_launcher import errors
 from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import Kubectl, StdinRecord
+from kubectl_launcher.localkube.testing import SDK_BIN
 
 try:
     from tests.support.status_server import Answer, StatusServer, running_status_server
@@ -226,7 +227,8 @@ def test_check_setup_accepts_a_good_configuration(kubectl_binary: str, kubeconfi
         ({"context": "nope"}, "context 'nope' is not in the kubeconfig (it has: status)"),
         ({"kubeconfig": "/nonexistent/kubeconfig"}, "does not exist"),
         ({"kubectl": "/nonexistent/kubectl"}, "not found or not executable"),
-        ({"kubectl": "/usr/lib/google-cloud-sdk/bin/kubectl.1.28"}, "is version 1.28; kubectl-launcher needs 1.29"),
+        # The machine's real kubectl 1.28 (beside the PATH dispatcher); its absence fails the test, loudly.
+        ({"kubectl": os.path.join(SDK_BIN, "kubectl.1.28")}, "is version 1.28; kubectl-launcher needs 1.29"),
     ],
 )
 def test_check_setup_names_the_problem(
