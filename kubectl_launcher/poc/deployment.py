@@ -7,13 +7,14 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import sh
 
 SERVER = "server"
 CLIENTS = ("site-1", "site-2")
@@ -37,6 +38,68 @@ LAUNCHER_IDS = ("process_launcher", "docker_launcher", "k8s_launcher")
 
 class DeploymentError(RuntimeError):
     """The POC deployment could not be prepared, started or stopped as asked."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    """How a command that ran to its end through :func:`run_bounded` ended, and what it printed."""
+
+    returncode: int  # negative: the signal that ended it
+    stdout: str
+    stderr: str
+
+
+def sh_log_context(name: str) -> Callable[..., str]:
+    """How sh's own log lines name a process we start: ``name`` and its pid, never its argv."""
+
+    def log_msg(cmd: Any, call_args: Any, pid: int | None = None) -> str:
+        return f"{name} pid {pid}" if pid else name
+
+    return log_msg
+
+
+def run_bounded(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, timeout: float) -> Completed | None:
+    """Run ``argv`` to its end through sh, stdout and stderr captured; None when ``timeout`` passed.
+
+    As ``subprocess.run`` did: stdin is /dev/null, the child stays in our process group, and it is killed
+    (SIGKILL) when the timeout passes or anything, Ctrl-C included, interrupts the wait.
+    """
+    command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
+    running: Any = None
+    with open(os.devnull, "rb") as devnull:
+        try:
+            running = command(
+                *argv[1:],
+                _in=devnull,
+                _env=dict(env),
+                _cwd=str(cwd),
+                _tty_in=False,
+                _tty_out=False,
+                _ok_code=list(range(256)),
+                _timeout=timeout,
+                _bg=True,
+                _bg_exc=False,
+                _log_msg=sh_log_context(Path(argv[0]).name),
+            )
+            try:
+                running.wait()
+            except sh.TimeoutException:
+                return None  # sh killed it
+            except sh.ErrorReturnCode:
+                pass  # ended by a signal: the exit code says which
+        except BaseException:
+            if running is not None:
+                try:
+                    running.process.kill()
+                except ProcessLookupError:
+                    pass
+            raise
+    process = running.process
+    return Completed(
+        returncode=process.exit_code,
+        stdout=process.stdout.decode("utf-8", "replace"),
+        stderr=process.stderr.decode("utf-8", "replace"),
+    )
 
 
 @dataclass(frozen=True)
@@ -91,7 +154,7 @@ class PocDeployment:
         self.poc_workspace = self.root / "poc"
         self.prod_dir = self.poc_workspace / PROJECT / "prod_00"
         self.port = port or free_port()
-        self._parents: dict[str, subprocess.Popen[bytes]] = {}
+        self._parents: dict[str, Any] = {}  # site -> sh's RunningCommand of its parent
         self._log_offsets: dict[str, int] = {}
 
     # ----------------------------------------------------------------- paths and environment
@@ -118,22 +181,12 @@ class PocDeployment:
         env.update(extra or {})
         return env
 
-    def nvflare(self, *args: str, timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def nvflare(self, *args: str, timeout: float, check: bool = True) -> Completed:
         """Run the ``nvflare`` CLI of this venv, bounded by ``timeout``."""
         argv = [str(self.bin_dir / "nvflare"), *args]
-        try:
-            done = subprocess.run(
-                argv,
-                env=self.env(),
-                cwd=self.root,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise DeploymentError(f"`nvflare {' '.join(args)}` did not finish within {timeout:.0f} s") from exc
+        done = run_bounded(argv, env=self.env(), cwd=self.root, timeout=timeout)
+        if done is None:
+            raise DeploymentError(f"`nvflare {' '.join(args)}` did not finish within {timeout:.0f} s")
         if check and done.returncode != 0:
             tail = (done.stderr or done.stdout).strip()[-800:]
             raise DeploymentError(f"`nvflare {' '.join(args)}` failed (exit {done.returncode}): {tail}")
@@ -209,28 +262,36 @@ class PocDeployment:
         started = time.monotonic()
         # A restart appends to the same log.txt: only registrations after this point count.
         self._log_offsets = {c: _size(self.site_dir(c) / "log.txt") for c in CLIENTS}
+        env = self.env()
+        bash = sh.Command("bash", search_paths=env.get("PATH", os.defpath).split(os.pathsep))
         for site in SITES:
             site_dir = self.site_dir(site)
-            console = (site_dir / "poc_console.log").open("ab")
-            try:
-                self._parents[site] = subprocess.Popen(
-                    ["bash", str(site_dir / "startup" / "sub_start.sh"), "--once"],
-                    cwd=site_dir,
-                    env=self.env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=console,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+            with (site_dir / "poc_console.log").open("ab") as console, open(os.devnull, "rb") as devnull:
+                # sh hands the child its own copies of both descriptors.
+                self._parents[site] = bash(
+                    str(site_dir / "startup" / "sub_start.sh"),
+                    "--once",
+                    _cwd=str(site_dir),
+                    _env=dict(env),
+                    _in=devnull,
+                    _out=console,
+                    _err_to_out=True,
+                    _tty_in=False,
+                    _tty_out=False,
+                    _ok_code=list(range(256)),
+                    _bg=True,
+                    _bg_exc=False,
+                    _new_session=True,
+                    _log_msg=sh_log_context(f"{site} parent"),
                 )
-            finally:
-                console.close()
         deadline = started + timeout
         pending = set(CLIENTS)
         while pending:
             for site, proc in self._parents.items():
-                if proc.poll() is not None:
+                alive, returncode = proc.process.is_alive()
+                if not alive:
                     raise DeploymentError(
-                        f"the {site} parent exited (code {proc.returncode}) while starting; "
+                        f"the {site} parent exited (code {returncode}) while starting; "
                         f"see {self.site_dir(site) / 'poc_console.log'}"
                     )
             pending = {c for c in pending if not self.client_registered(c)}
@@ -255,7 +316,7 @@ class PocDeployment:
         return "Successfully registered client" in text or "register successfully" in text.lower()
 
     def parent_pids(self) -> dict[str, int]:
-        return {site: proc.pid for site, proc in self._parents.items()}
+        return {site: int(proc.pid) for site, proc in self._parents.items()}
 
     def stop(self, *, grace: float = 8.0) -> list[int]:
         """Stop every process of this deployment; returns the pids that had to be killed with SIGKILL.
@@ -268,18 +329,12 @@ class PocDeployment:
             _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in self._parents.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+            _wait(proc, max(0.1, deadline - time.monotonic()))
         killed: list[int] = []
         for proc in self._parents.values():
             if _signal_group(proc.pid, signal.SIGKILL):
                 killed.append(proc.pid)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+            _wait(proc, 5)
         self._parents.clear()
         for pid in self.leftover_processes():
             try:
@@ -301,7 +356,16 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _wait(proc: Any, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for a parent (sh's RunningCommand) to end, however it ends."""
+    try:
+        proc.wait(timeout=timeout)
+    except (sh.TimeoutException, sh.ErrorReturnCode):
+        pass
+
+
 def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    # By the pid, not sh's signal_group: sh reaps the leader, and its group may outlive it.
     try:
         os.killpg(pgid, sig)
         return True

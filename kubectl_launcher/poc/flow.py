@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import threading
 import time
 import zipfile
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubectl_launcher.poc.deployment import CLIENTS, SERVER, DeploymentError, PocDeployment
+from kubectl_launcher.poc.deployment import CLIENTS, SERVER, DeploymentError, PocDeployment, run_bounded
 from kubectl_launcher.poc.job import JobSpec
 from kubectl_launcher.poc.watch import RoundTracker
 
@@ -52,12 +51,9 @@ def build_job(dep: PocDeployment, spec: JobSpec, *, timeout: float = 120.0) -> P
     """Export the job in a child python (the recipe's imports and files stay out of this process)."""
     out_dir = dep.root / "jobs"
     argv = [dep.python, "-m", "kubectl_launcher.poc.job", str(out_dir), *spec.cli_args()]
-    try:
-        done = subprocess.run(
-            argv, env=dep.env(), cwd=dep.root, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DeploymentError(f"building the job did not finish within {timeout:.0f} s") from exc
+    done = run_bounded(argv, env=dep.env(), cwd=dep.root, timeout=timeout)
+    if done is None:
+        raise DeploymentError(f"building the job did not finish within {timeout:.0f} s")
     if done.returncode != 0:
         raise DeploymentError(f"building the job failed: {done.stderr.strip()[-800:]}")
     return Path(json.loads(done.stdout.strip().splitlines()[-1])["job_dir"])
