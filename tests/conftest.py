@@ -14,11 +14,11 @@ from kubectl_launcher.localkube.testing import (
     DEFAULT_VERSION,
     ENV_KUBECTL,
     find_kubectl,
-    kubectl_env,
     leftovers_of_every_cluster,
     minor_from_name,
     running_cluster,
 )
+from tests.support import kubectl_cli
 
 RunKubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -89,15 +89,6 @@ def run_kubectl(kubectl_path: str) -> RunKubectl:
         env: dict[str, str] | None = None,
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
-        argv = [kubectl or kubectl_path, "--cache-dir", cluster.cache_dir, *args]
-        return subprocess.run(
-            argv,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=kubectl_env(cluster, env),
-            timeout=timeout,
-            check=False,
-        )
+        return kubectl_cli.run_kubectl(kubectl or kubectl_path, cluster, *args, stdin=stdin, env=env, timeout=timeout)
 
     return run

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kubectl_launcher.localkube.testing import kubectl_env, running_cluster, versioned_kubectls, wait_until
+from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.integration
 VERSIONS = versioned_kubectls()
@@ -54,15 +55,7 @@ def test_exec_and_cp_into_a_sleeping_pod(version: str, tmp_path: Any) -> None:
     with running_cluster(str(tmp_path / "cluster"), version=version) as cluster:
 
         def k(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [kubectl, "--cache-dir", cluster.cache_dir, *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                env=kubectl_env(cluster),
-                timeout=60,
-                check=False,
-            )
+            return run_kubectl(kubectl, cluster, *args, stdin=stdin)
 
         assert k("apply", "-f", "-", stdin=SLEEPER).returncode == 0
         wait_until(lambda: k("get", "pod", "sleeper", "-o", "jsonpath={.status.phase}").stdout == "Running")

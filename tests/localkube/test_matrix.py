@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from kubectl_launcher.localkube.testing import kubectl_env, running_cluster, versioned_kubectls, wait_until
+from kubectl_launcher.localkube.testing import running_cluster, versioned_kubectls, wait_until
+from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +54,7 @@ def test_basics_through_kubectl(version: str, tmp_path: Any) -> None:
     with running_cluster(str(tmp_path), version=version) as cluster:
 
         def k(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [kubectl, "--cache-dir", cluster.cache_dir, *args],
-                input=stdin,
-                capture_output=True,
-                text=True,
-                env=kubectl_env(cluster),
-                timeout=60,
-                check=False,
-            )
+            return run_kubectl(kubectl, cluster, *args, stdin=stdin)
 
         ver = k("version", "-o", "json")
         assert ver.returncode == 0, ver.stderr

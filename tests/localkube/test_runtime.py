@@ -27,23 +27,9 @@ from kubectl_launcher.localkube.runtime import (
     RunningContainer,
     SandboxUnavailable,
 )
+from tests.support.leftovers import assert_nothing_left, live_members
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _live_members(groups: set[int]) -> list[str]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) in groups:
-            found.append(entry)
-    return found
 
 
 class Pod:
@@ -82,12 +68,7 @@ class Pod:
         return process.returncode, stdout, stderr
 
     def assert_nothing_left(self) -> None:
-        deadline = time.monotonic() + 5
-        while _live_members(self.groups) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _live_members(self.groups) == []
-        with open("/proc/self/mountinfo") as f:
-            assert str(self.base) not in f.read()
+        assert_nothing_left([str(self.base)], self.groups)
 
 
 @pytest.fixture
@@ -134,7 +115,7 @@ def test_kill_sends_sigterm_to_the_whole_group_and_reports_143(pod: Pod) -> None
     async def scenario() -> tuple[int, int | None]:
         # a shell that waits for two children: SIGTERM reaches all three
         container = await pod.start("sh", "-c", "sleep 60 & sleep 60 & wait")
-        await _until(lambda: len(_live_members({container.pid})) == 3)
+        await _until(lambda: len(live_members({container.pid})) == 3)
         await container.kill(grace_seconds=10)
         return await container.wait(), container.exit_code
 
@@ -334,7 +315,7 @@ def test_a_normal_user_gets_a_user_namespace_or_one_clear_message() -> None:
         assert Path(root, "vol", "f").read_text() == "hi\n"
         assert Path(root, "vol", "f").stat().st_uid == 65534  # ... and nobody on the host
         pid = int(lines[0].split()[1])
-        assert _live_members({pid}) == []
+        assert live_members({pid}) == []
     finally:
         shutil.rmtree(root)
     with open("/proc/self/mountinfo") as f:

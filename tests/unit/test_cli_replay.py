@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,36 +13,28 @@ from kubectl_launcher import cli
 from kubectl_launcher.cli import Replayer
 from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, StdinRecord
+from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 ENV = {"KUBERC": "off"}
 POD = {"kind": "Pod", "metadata": {"name": "x", "resourceVersion": "1"}, "status": {"phase": "Running"}}
 
 
-class FakeRunner:
+class FakeRunner(ScriptedRunner):
     """Returns queued results per argv tail; records what ran."""
 
     def __init__(self, answers: list[tuple[int | None, str, str]], stdout_bytes: bytes = b"") -> None:
+        super().__init__()
         self.answers = answers
         self.ran: list[tuple[list[str], bytes | None]] = []
         self.stdout_bytes = stdout_bytes
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-    ) -> CommandResult:
-        self.ran.append((list(argv), stdin))
-        if stdout_path:
-            Path(stdout_path).write_bytes(self.stdout_bytes)
-            return CommandResult(tuple(argv), 0)
-        if not self.answers:
-            raise AssertionError(f"unexpected command {argv}")
-        rc, out, err = self.answers.pop(0)
-        return CommandResult(tuple(argv), rc, out, err, 0.1, 0.0)
+    def answer(self, call: RunnerCall) -> CommandResult:
+        self.ran.append((list(call.argv), call.stdin))
+        if call.stdout_path:
+            Path(call.stdout_path).write_bytes(self.stdout_bytes)
+            return CommandResult(call.argv, 0)
+        rc, out, err = self.next_scripted(self.answers, call)
+        return CommandResult(call.argv, rc, out, err, 0.1, 0.0)
 
 
 def write_journal(directory: Path) -> Journal:

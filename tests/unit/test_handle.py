@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from kubectl_launcher.errors import TransferError
 from kubectl_launcher.handle import K8sJobHandle, PodReadStatus
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.pod_status import JobState
+from tests.support import fake_runner
+from tests.support.fake_runner import RunnerCall
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pods"
 POD = "j550e8400-e29b-41d4-a716-446655440000-site-1-f505dccd"
@@ -70,38 +72,28 @@ class FakeClock:
         self.now += seconds
 
 
-class ScriptedRunner:
+class ScriptedRunner(fake_runner.ScriptedRunner):
     """Plays kubectl: each call must be the next scripted sub-command, or the test fails loudly."""
 
     def __init__(self, prefix: int) -> None:
+        super().__init__()
         self.prefix = prefix
         self.script: deque[tuple[tuple[str, ...], int | None, str, str]] = deque()
         self.calls: list[tuple[str, ...]] = []
-        self.unexpected: list[str] = []
 
     def expect(self, args: Sequence[str], stdout: str = "", *, rc: int | None = 0, stderr: str = "") -> ScriptedRunner:
         self.script.append((tuple(args), rc, stdout, stderr))
         return self
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-    ) -> CommandResult:
-        args = tuple(argv[self.prefix :])
+    def answer(self, call: RunnerCall) -> CommandResult:
+        args = call.argv[self.prefix :]
         self.calls.append(args)
         if not self.script:
-            self.unexpected.append(f"unscripted kubectl call: {args}")
-            raise AssertionError(self.unexpected[-1])
+            self.reject(f"unscripted kubectl call: {args}")
         want, rc, stdout, stderr = self.script.popleft()
         if want != args:
-            self.unexpected.append(f"expected {want}, got {args}")
-            raise AssertionError(self.unexpected[-1])
-        return CommandResult(tuple(argv), rc, stdout, stderr, timed_out=rc is None)
+            self.reject(f"expected {want}, got {args}")
+        return CommandResult(call.argv, rc, stdout, stderr, timed_out=rc is None)
 
 
 class Rig:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,40 +12,26 @@ import pytest
 from kubectl_launcher import errors
 from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, Kubectl, StdinRecord
+from tests.support import fake_runner
+from tests.support.fake_runner import RunnerCall
 
 NOT_FOUND = 'Error from server (NotFound): pods "x" not found\n'
 UNAVAILABLE = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
 
 
 @dataclass
-class Call:
-    argv: tuple[str, ...]
-    stdin: bytes | None
-    env: dict[str, str]
-    timeout: float
-
-
-@dataclass
-class ScriptedRunner:
+class ScriptedRunner(fake_runner.ScriptedRunner):
     """Answers each call with the next scripted (rc, stdout, stderr); fails loudly when the script ends."""
 
     script: list[tuple[int | None, str, str]]
-    calls: list[Call] = field(default_factory=list)
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-    ) -> CommandResult:
-        self.calls.append(Call(tuple(argv), stdin, dict(env), timeout))
-        if not self.script:
-            raise AssertionError(f"unexpected command: {argv}")
-        rc, out, err = self.script.pop(0)
-        return CommandResult(tuple(argv), rc, out, err, 0.01, 1_700_000_000.0, timed_out=rc is None)
+    @property
+    def calls(self) -> list[RunnerCall]:
+        return self.received
+
+    def answer(self, call: RunnerCall) -> CommandResult:
+        rc, out, err = self.next_scripted(self.script, call)
+        return CommandResult(call.argv, rc, out, err, 0.01, 1_700_000_000.0, timed_out=rc is None)
 
 
 def make(script: list[tuple[int | None, str, str]], **kw: Any) -> tuple[Kubectl, ScriptedRunner, list[float]]:

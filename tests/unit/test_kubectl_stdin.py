@@ -5,45 +5,35 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import ClassVar
 
 import pytest
 
 from kubectl_launcher import errors
 from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, Kubectl, ShRunner, StdinRecord
+from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 UNAVAILABLE = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
 EXEC = ("exec", "-i", "pod", "--", "tar", "xf", "-")
 
 
 @dataclass
-class FileRunner:
+class FileRunner(ScriptedRunner):
     """A scripted runner that reads what it is fed, from memory or from a file, as kubectl would."""
 
+    takes_stdin_file: ClassVar[bool] = True
     script: list[int]
     fed: list[bytes | None] = field(default_factory=list)
     from_file: list[bool] = field(default_factory=list)
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-        stdin_file: BinaryIO | None = None,
-    ) -> CommandResult:
-        self.from_file.append(stdin_file is not None)
-        self.fed.append(stdin_file.read() if stdin_file is not None else stdin)
-        if not self.script:
-            raise AssertionError(f"unexpected command: {argv}")
-        rc = self.script.pop(0)
-        return CommandResult(tuple(argv), rc, "", UNAVAILABLE if rc else "", 0.01, 1_700_000_000.0)
+    def answer(self, call: RunnerCall) -> CommandResult:
+        self.from_file.append(call.stdin_file is not None)
+        self.fed.append(call.stdin_file.read() if call.stdin_file is not None else call.stdin)
+        rc = self.next_scripted(self.script, call)
+        return CommandResult(call.argv, rc, "", UNAVAILABLE if rc else "", 0.01, 1_700_000_000.0)
 
 
 def make(tmp_path: Path, script: list[int]) -> tuple[Kubectl, FileRunner, Journal]:

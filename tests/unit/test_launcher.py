@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 from argparse import Namespace
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from kubectl_launcher.errors import ConfigError, KubectlForbidden
 from kubectl_launcher.kubectl import CommandResult
 from kubectl_launcher.names import study_dataset_volume_name
 from kubectl_launcher.pod_status import JobState
+from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 SITE = "site-1"
 JOB = "550e8400-e29b-41d4-a716-446655440000"
@@ -50,11 +51,12 @@ def strip_globals(argv: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-class FakeCluster:
+class FakeCluster(ScriptedRunner):
     """A scripted kubectl: keeps pods and Secrets of one namespace in memory, answers what the launcher
     and the handle ask, and fails the test on any command it was not written for."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.pods: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, ...]] = []
@@ -63,24 +65,16 @@ class FakeCluster:
         self.phase_after_apply = "Running"
         self._uid = 0
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-    ) -> CommandResult:
-        args = strip_globals(argv)
+    def answer(self, call: RunnerCall) -> CommandResult:
+        args = strip_globals(call.argv)
         self.calls.append(args)
-        if stdin is not None:
-            self.stdins.append(stdin)
+        if call.stdin is not None:
+            self.stdins.append(call.stdin)
         failure = self.fail(args)
         if failure is not None:
-            return CommandResult(tuple(argv), failure.returncode, failure.stdout, failure.stderr)
-        rc, out, err = self._answer(args, stdin)
-        return CommandResult(tuple(argv), rc, out, err, started_at=time.time())
+            return CommandResult(call.argv, failure.returncode, failure.stdout, failure.stderr)
+        rc, out, err = self._answer(args, call.stdin)
+        return CommandResult(call.argv, rc, out, err, started_at=time.time())
 
     def _answer(self, args: tuple[str, ...], stdin: bytes | None) -> tuple[int, str, str]:
         verb = args[0]
@@ -124,7 +118,7 @@ class FakeCluster:
         if verb == "delete":
             self._store(args[1].capitalize()).pop(args[2], None)
             return 0, "", ""
-        raise AssertionError(f"unexpected kubectl command: {args}")
+        self.reject(f"unexpected kubectl command: {args}")
 
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
         return {"Pod": self.pods, "Secret": self.secrets}[kind]

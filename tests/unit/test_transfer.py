@@ -11,7 +11,7 @@ import shutil
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from kubectl_launcher import archive, transfer
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.journal import Journal
 from kubectl_launcher.kubectl import CommandResult, Kubectl
+from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
 
 WMP = "/var/tmp/nvflare/workspace"
@@ -28,10 +29,11 @@ JOB = "3f1b6a2e-0c1d-4f7e-9a55-7d1e2c3b4a5f"
 POD = "site-1-3f1b6a2e"
 
 
-class FakePod:
+class FakePod(ScriptedRunner):
     """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test."""
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.ws = root / "pod-ws"
         self.ctl = root / "pod-ctl"
         self.ws.mkdir()
@@ -71,28 +73,21 @@ class FakePod:
                 return kind
         raise AssertionError(f"unexpected script: {script!r}")
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-    ) -> CommandResult:
-        args = tuple(argv[argv.index("--request-timeout") + 2 :])
+    def answer(self, call: RunnerCall) -> CommandResult:
+        argv, stdout_path = call.argv, call.stdout_path
+        args = argv[argv.index("--request-timeout") + 2 :]
         self.calls.append(args)
         kind = self._kind(args)
         if self.faults.get(kind):
             result = self.faults[kind].pop(0)
             if stdout_path:
                 Path(stdout_path).write_bytes(b"")
-            return CommandResult(tuple(argv), result.returncode, "", result.stderr)
+            return CommandResult(argv, result.returncode, "", result.stderr)
         if kind in self.slow and not self.slow[kind]():
             gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
-            return CommandResult(tuple(argv), 1, "", gave_up)
+            return CommandResult(argv, 1, "", gave_up)
         getattr(self, f"_{kind}")(args, stdout_path)
-        return CommandResult(tuple(argv), 0)
+        return CommandResult(argv, 0)
 
     def lasting(self, bound: int) -> Callable[[], bool]:
         """A command that lasts three times the waiting script's bound, counted as that script does.
