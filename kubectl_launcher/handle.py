@@ -72,10 +72,11 @@ class WorkspaceTransferSpec(Protocol):
     @property
     def finished(self) -> bool: ...
 
-    # Optional (read with getattr; a transfer without them gets upstream's cadence and ending):
-    # ``delivered`` - the workspace is in the pod, so the job container starts within moments;
-    # ``collected`` - the results are back and the keeper released, so the job container's exit code
-    # (already terminated) is the job's outcome without waiting for the pod's phase.
+    #: The workspace is in the pod, so the job container starts within moments: look again soon.
+    delivered: bool
+    #: The results are back and the keeper released, so the job container's exit code (already
+    #: terminated) is the job's outcome without waiting for the pod's phase.
+    collected: bool
 
 
 class PodReadStatus(Enum):
@@ -291,7 +292,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
     def _note_progress(self, pod: Pod | None, now: float) -> None:
         """Open the quick window once the workspace is delivered; close it once the job container runs."""
         if self._quick_until is None:
-            if getattr(self.workspace_transfer, "delivered", False) is True:
+            if self.workspace_transfer is not None and self.workspace_transfer.delivered:
                 self._quick_until = now + self.quick_poll_window
         elif "running" in (main_container_state(pod, self.container_name) or {}):
             self._quick_until = now  # the window is spent: nothing is about to change now
@@ -432,7 +433,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
 
     def _results_collected(self) -> bool:
         transfer = self.workspace_transfer
-        return transfer is not None and transfer.finished and getattr(transfer, "collected", False) is True
+        return transfer is not None and transfer.finished and transfer.collected
 
     def _record_exit(self, pod: Pod | None) -> None:
         """The results are back and the keeper released: the job container's exit code decides, as the

@@ -571,10 +571,7 @@ class WorkspaceTransfer:
             self.settings.keep_timeout,
             command,
         )
-        for journal in getattr(kubectl, "journals", ()):
-            note = getattr(journal, "note", None)
-            if callable(note):
-                note(f"results not collected; recover them with: {command}")
+        kubectl.note(f"results not collected; recover them with: {command}")
         return TransferError(
             f"results of job {self.job_id} were not collected: {reason}; "
             f"pod {pod} is kept for about {self.settings.keep_timeout}s, fetch them with: {command}"

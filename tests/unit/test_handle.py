@@ -541,6 +541,10 @@ def test_terminate_from_another_thread_wins_over_a_poll_in_flight(rig: Rig) -> N
 
 
 class FakeTransfer:
+    # Contract 7's progress flags; subclasses that drive them override these.
+    delivered = False
+    collected = False
+
     def __init__(self, *, finish_after: int = 2, error_at: int | None = None) -> None:
         self.decorated: list[tuple[str, str]] = []
         self.advanced: list[str | None] = []
