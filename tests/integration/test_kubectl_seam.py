@@ -29,7 +29,7 @@ GET_POD = ("get", "pod", "x", "--output", "json")
 
 @pytest.fixture(scope="session")
 def kubectl_binary(kubectl_path: str) -> str:
-    # The suite-wide choice (tests/conftest.py): a missing kubectl fails the test loudly, never skips it.
+    # The suite-wide choice (tests/conftest.py): a missing binary fails the test loudly.
     return kubectl_path
 
 

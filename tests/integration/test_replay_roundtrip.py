@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def kubectl_binary(kubectl_path: str) -> str:
-    # The suite-wide choice (tests/conftest.py): a missing kubectl fails the test loudly, never skips it.
+    # The suite-wide choice (tests/conftest.py): a missing binary fails the test loudly.
     return kubectl_path
 
 

@@ -26,7 +26,7 @@ class RunnerCall:
 
 @dataclass(eq=False)
 class ScriptedRunner:
-    """A Runner for tests (never a MagicMock): records each call in `received` and hands it to `answer`,
+    """A hand-written Runner for tests: records each call in `received` and hands it to `answer`,
     which a test module writes in a subclass. A command the script does not cover goes to `reject`, which
     notes it in `unexpected` (seen even where the code under test swallows the error) and fails the test.
 
