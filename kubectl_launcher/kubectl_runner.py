@@ -37,6 +37,17 @@ if logging.getLogger("sh").level == logging.NOTSET:
     logging.getLogger("sh").setLevel(logging.WARNING)
 
 
+def kubectl_command(binary: str, env: Mapping[str, str]) -> Any:
+    """The sh command for `binary`, looked up on the child's PATH; a clear ConfigError when it is missing."""
+    try:
+        return sh.Command(binary, search_paths=env.get("PATH", os.defpath).split(os.pathsep))
+    except sh.CommandNotFound as exc:
+        raise errors.ConfigError(
+            f"kubectl binary {binary!r} not found or not executable; install kubectl "
+            f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]} or newer, or pass its path as kubectl=..."
+        ) from exc
+
+
 def sh_log_context(cmd: Any, call_args: Any, pid: int | None = None) -> str:
     """How sh's own log lines name a kubectl process: never by its argv (the journal has that, redacted)."""
     return f"kubectl pid {pid}" if pid else "kubectl"
@@ -152,13 +163,7 @@ class ShRunner:
         stdout_path: str | None,
         stdin_file: BinaryIO | None = None,
     ) -> CommandResult:
-        try:
-            command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
-        except sh.CommandNotFound as exc:
-            raise errors.ConfigError(
-                f"kubectl binary {argv[0]!r} not found or not executable; install kubectl "
-                f"{MIN_KUBECTL_VERSION[0]}.{MIN_KUBECTL_VERSION[1]} or newer, or pass its path as kubectl=..."
-            ) from exc
+        command = kubectl_command(argv[0], env)
         capped = _CappedStdout(self.max_stdout)
         stderr_sink = HeadTailStderr(self.max_stderr)
         feed, own_feed = (stdin_file, False) if stdin_file is not None else (_stdin_feed(stdin), True)

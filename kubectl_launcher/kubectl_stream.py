@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -16,7 +15,7 @@ import sh
 
 from . import errors
 from .kubectl_errors import classify
-from .kubectl_runner import DEFAULT_MAX_STDERR, CommandResult, HeadTailStderr, sh_log_context
+from .kubectl_runner import DEFAULT_MAX_STDERR, CommandResult, HeadTailStderr, kubectl_command, sh_log_context
 
 if TYPE_CHECKING:
     from .kubectl import Kubectl
@@ -85,10 +84,7 @@ class ShStreamer:
         on_line: Callable[[str | bytes], bool],
         on_stderr: Callable[[str | bytes], object],
     ) -> StreamProcess:
-        try:
-            command = sh.Command(argv[0], search_paths=env.get("PATH", os.defpath).split(os.pathsep))
-        except sh.CommandNotFound as exc:
-            raise errors.ConfigError(f"kubectl binary {argv[0]!r} not found or not executable") from exc
+        command = kubectl_command(argv[0], env)
         running = command(
             *argv[1:],
             _bg=True,
