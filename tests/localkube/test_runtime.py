@@ -294,13 +294,26 @@ def test_a_normal_user_gets_a_user_namespace_or_one_clear_message() -> None:
     assert setpriv, "setpriv (util-linux) is needed to run this test as a normal user"
     root = tempfile.mkdtemp(prefix="localkube-nobody-")  # not under pytest's tmp_path: that is private to root
     os.chown(root, 65534, 65534)
+    # The checkout may sit where uid 65534 cannot read it (CI clones into a 0700 temporary folder), so the
+    # user gets its own copy of the two modules under test (standard library only) in a bare package.
+    code = os.path.join(root, "code")
+    shutil.copytree(
+        REPO / "kubectl_launcher" / "localkube",
+        os.path.join(code, "kubectl_launcher", "localkube"),
+        ignore=lambda _dir, names: [n for n in names if n not in ("__init__.py", "runtime.py", "sandbox.py")],
+    )
+    Path(code, "kubectl_launcher", "__init__.py").write_text("")
+    Path(code, "kubectl_launcher", "localkube", "__init__.py").write_text("")
+    for folder, _dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, f) for f in files)]:
+            os.chown(name, 65534, 65534)
     try:
         result = subprocess.run(
             [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", _AS_NOBODY, root],
             capture_output=True,
             text=True,
             timeout=60,
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": code},
             cwd=root,
         )
         assert result.returncode == 0, result.stderr
