@@ -5,15 +5,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .names import job_pod_name, site_name_to_rfc1123, study_dataset_volume_name, uuid4_to_rfc1123
-from .pod_status import JobState, PodPhase
+from kubectl_launcher.domain.names import (
+    job_pod_name,
+    site_name_to_rfc1123,
+    study_dataset_volume_name,
+    uuid4_to_rfc1123,
+)
+from kubectl_launcher.domain.pod_status import JobState, PodPhase
 
 if TYPE_CHECKING:
-    from .handle import K8sJobHandle
-    from .kubectl import Kubectl
-    from .launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher
+    from kubectl_launcher.handle import K8sJobHandle
+    from kubectl_launcher.kubectl import Kubectl
+    from kubectl_launcher.launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher
 
-# Loaded on first use, so that importing a pure module (kubectl_launcher.names, ...) does not start
+# Loaded on first use, so that importing a pure module (kubectl_launcher.domain.names, ...) does not start
 # with the package importing sh and NVFlare's runtime.
 _LAZY = {
     "K8sJobHandle": "handle",

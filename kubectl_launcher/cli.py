@@ -11,8 +11,9 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from . import errors
-from .journal import (
+from kubectl_launcher import errors
+from kubectl_launcher.kubectl import CommandResult, Runner, ShRunner
+from kubectl_launcher.kubectl.journal import (
     REDACTED,
     JournalEntry,
     JournalNote,
@@ -21,9 +22,8 @@ from .journal import (
     read_journal,
     wants_json,
 )
-from .kubectl import CommandResult, Runner, ShRunner
 
-LOCAL_CLUSTER_MODULE = "kubectl_launcher.localkube.cli"
+LOCAL_CLUSTER_MODULE = "localkube.cli"
 
 
 # --- replay --------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def _add_replay(subparsers: Any) -> None:
 def _local_cluster_missing(ns: argparse.Namespace) -> int:
     print(
         f"error: `local-cluster` needs {LOCAL_CLUSTER_MODULE} (the local API double), which is not "
-        "available in this installation; install kubectl-launcher with its `local` extra from a full checkout",
+        "installed here; from a checkout of kubectl-launcher: pip install ./localkube",
         file=sys.stderr,
     )
     return 2

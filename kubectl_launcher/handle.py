@@ -13,11 +13,8 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from nvflare.apis.job_launcher_spec import JobHandleSpec
 
-from . import commands
-from .errors import KubectlError, KubectlNotFound, ProtocolError, TransferError
-from .kubectl import Kubectl
-from .manifest import build_pod_manifest
-from .pod_status import (
+from kubectl_launcher.domain.manifest import build_pod_manifest
+from kubectl_launcher.domain.pod_status import (
     JOB_RETURN_CODE_MAPPING,
     Event,
     JobState,
@@ -35,6 +32,8 @@ from .pod_status import (
     pod_phase,
     return_code_for,
 )
+from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError, TransferError
+from kubectl_launcher.kubectl import Kubectl, commands
 
 __all__ = [
     "DEFAULT_NAMESPACE",

@@ -25,24 +25,23 @@ from nvflare.app_opt.job_launcher.study_runtime import (
 )
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
-from . import commands
-from .errors import ConfigError, KubectlError, ProtocolError
-from .handle import (
-    DEFAULT_NAMESPACE,
-    DEFAULT_PENDING_TIMEOUT,
-    DEFAULT_PYTHON_PATH,
-    K8sJobHandle,
+from kubectl_launcher.domain.manifest import normalize_image_pull_secrets, to_json
+from kubectl_launcher.domain.names import LAUNCHER_DIR, MANAGED_BY, MANAGED_BY_LABEL
+from kubectl_launcher.domain.nvflare_args import module_args
+from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, plan_launch
+from kubectl_launcher.domain.pod_status import JobState, normalize_pending_timeout
+from kubectl_launcher.errors import ConfigError, KubectlError, ProtocolError
+from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
+from kubectl_launcher.kubectl import Kubectl, commands
+from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.objects.launch_secrets import (
+    LaunchSecrets,
+    carries_labels,
+    raise_if_validation,
+    startup_kit_files,
 )
-from .journal import Journal
-from .kubectl import Kubectl
-from .launch_secrets import LaunchSecrets, carries_labels, raise_if_validation, startup_kit_files
-from .manifest import normalize_image_pull_secrets, to_json
-from .names import MANAGED_BY, MANAGED_BY_LABEL
-from .nvflare_args import module_args
-from .plan import LAUNCHER_DIR, LaunchPlan, PlanContext, PlanDefaults, plan_launch
-from .pod_status import JobState, normalize_pending_timeout
-from .transfer import WorkspaceTransfer
-from .transfer_pod import TransferSettings
+from kubectl_launcher.transfer.pod_side import TransferSettings
+from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 
 __all__ = ["ClientK8sJobLauncher", "K8sJobLauncher", "ServerK8sJobLauncher"]
 

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
+from kubectl_launcher_demo.target import RealCluster
 
-from kubectl_launcher.poc.target import RealCluster
+from tests.support.cluster_fixtures import *  # noqa: F403
 
 HERE = Path(__file__).parent
 _DESELECTED = pytest.StashKey[tuple[str, list[str]]]()

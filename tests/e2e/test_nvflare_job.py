@@ -1,6 +1,6 @@
 """A real NVFlare FedAvg job (server + 2 clients) whose job processes run as pods, through the real kubectl,
 on the local API double, or on a real cluster when KUBECTL_LAUNCHER_E2E_KUBECONFIG (+ _IMAGE ...) names one
-(scripts/e2e-real-cluster). The same flow as scripts/demo (kubectl_launcher.poc.target)."""
+(scripts/e2e-real-cluster). The same flow as scripts/demo (kubectl_launcher_demo.target)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, site_name_to_rfc1123, uuid4_to_rfc1123
-from kubectl_launcher.poc import timeline
-from kubectl_launcher.poc.deployment import CLIENTS, SITES, PocDeployment
-from kubectl_launcher.poc.flow import COMPLETED, JobOutcome, run_job
-from kubectl_launcher.poc.job import JobSpec
-from kubectl_launcher.poc.report import job_artifacts, journal_entries, site_journal
-from kubectl_launcher.poc.target import JobTarget, RealCluster
-from kubectl_launcher.poc.watch import (
+from kubectl_launcher_demo import timeline
+from kubectl_launcher_demo.deployment import CLIENTS, SITES, PocDeployment
+from kubectl_launcher_demo.flow import COMPLETED, JobOutcome, run_job
+from kubectl_launcher_demo.job import JobSpec
+from kubectl_launcher_demo.report import job_artifacts, journal_entries, site_journal
+from kubectl_launcher_demo.target import JobTarget, RealCluster
+from kubectl_launcher_demo.watch import (
     END_WAIT,
     LogFollower,
     PodHistory,
@@ -30,6 +27,15 @@ from kubectl_launcher.poc.watch import (
     RoundTracker,
     main_container_name,
 )
+
+from kubectl_launcher.domain.names import (
+    JOB_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    site_name_to_rfc1123,
+    uuid4_to_rfc1123,
+)
+from kubectl_launcher.kubectl import Kubectl
 
 #: None: the local API double (CI). A real cluster only when asked for explicitly (tests/e2e/conftest.py
 #: deselects the tests marked double_only then, and those marked real_cluster otherwise).

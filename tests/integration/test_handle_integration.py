@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 import pytest
+from localkube.cluster import LocalCluster
 
+from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.localkube.cluster import LocalCluster
-from kubectl_launcher.pod_status import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localkube.testing import SDK_BIN
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import Kubectl, StdinRecord
-from kubectl_launcher.localkube.testing import SDK_BIN
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 
 try:
     from tests.support.status_server import Answer, StatusServer, running_status_server

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from localkube.testing import wait_until
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.localkube.testing import wait_until
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 
 pytestmark = pytest.mark.integration
 

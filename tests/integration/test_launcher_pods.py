@@ -24,8 +24,8 @@ from nvflare.apis.job_launcher_spec import JobProcessArgs, JobReturnCode
 from nvflare.apis.workspace import Workspace
 
 from kubectl_launcher import ClientK8sJobLauncher, JobState, K8sJobHandle
-from kubectl_launcher.localkube import LocalCluster
-from kubectl_launcher.names import credential_secret_name, job_pod_name, uuid4_to_rfc1123
+from kubectl_launcher.domain.names import credential_secret_name, job_pod_name, uuid4_to_rfc1123
+from localkube import LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher import cli
-from kubectl_launcher.journal import Journal
 from kubectl_launcher.kubectl import Kubectl, StdinRecord
+from kubectl_launcher.kubectl.journal import Journal
 
 try:
     from tests.support.status_server import Answer, StatusServer, running_status_server

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from nvflare.apis.job_launcher_spec import JobReturnCode
 
-from kubectl_launcher import transfer
+from kubectl_launcher.transfer import workspace as transfer
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl

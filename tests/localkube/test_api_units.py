@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from localkube.protobuf import decode
+from localkube.resources import ApiError
+from localkube.scheduler import DEFAULT_CAPACITY, parse_quantity, unschedulable_message
+from localkube.selectors import parse_field_selector, parse_label_selector
+from localkube.ssar import attributes
+from localkube.store import Store
+from localkube.tables import pod_status_text
 
-from kubectl_launcher.localkube import patch
-from kubectl_launcher.localkube.protobuf import decode
-from kubectl_launcher.localkube.resources import ApiError
-from kubectl_launcher.localkube.scheduler import DEFAULT_CAPACITY, parse_quantity, unschedulable_message
-from kubectl_launcher.localkube.selectors import parse_field_selector, parse_label_selector
-from kubectl_launcher.localkube.ssar import attributes
-from kubectl_launcher.localkube.store import Store
-from kubectl_launcher.localkube.tables import pod_status_text
+from localkube import patch
 
 
 @pytest.mark.parametrize(
@@ -175,9 +175,9 @@ def test_pod_status_column_follows_kubectl() -> None:
 
 
 def test_filtered_watch_reports_objects_entering_and_leaving_the_selection() -> None:
-    from kubectl_launcher.localkube.selectors import object_matcher
-    from kubectl_launcher.localkube.store import Event
-    from kubectl_launcher.localkube.streams import _translate
+    from localkube.selectors import object_matcher
+    from localkube.store import Event
+    from localkube.streams import _translate
 
     match = object_matcher("pods", "app=a", None)
     inside = {"metadata": {"labels": {"app": "a"}}}

@@ -9,8 +9,8 @@ import subprocess
 from typing import Any
 
 import pytest
+from localkube.testing import kubectl_env, running_cluster, versioned_kubectls, wait_until
 
-from kubectl_launcher.localkube.testing import kubectl_env, running_cluster, versioned_kubectls, wait_until
 from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.integration

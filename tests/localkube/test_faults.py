@@ -8,8 +8,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-
-from kubectl_launcher.localkube.testing import wait_until
+from localkube.testing import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,7 @@ import subprocess
 from typing import Any
 
 import pytest
-
-from kubectl_launcher.localkube.testing import kubectl_env, wait_until
+from localkube.testing import kubectl_env, wait_until
 
 pytestmark = pytest.mark.integration
 

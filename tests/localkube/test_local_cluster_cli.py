@@ -10,9 +10,8 @@ import sys
 from typing import Any
 
 import pytest
-
-from kubectl_launcher.localkube.cli import parse_capacity
-from kubectl_launcher.localkube.testing import wait_until
+from localkube.cli import parse_capacity
+from localkube.testing import wait_until
 
 pytestmark = pytest.mark.integration
 

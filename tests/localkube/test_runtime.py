@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from kubectl_launcher.localkube.runtime import (
+from localkube.runtime import (
     DEFAULT_PATH,
     ContainerRuntime,
     ContainerSpec,
@@ -27,6 +26,7 @@ from kubectl_launcher.localkube.runtime import (
     RunningContainer,
     SandboxUnavailable,
 )
+
 from tests.support.leftovers import assert_nothing_left, live_members
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,7 +265,7 @@ def test_check_support_passes_on_what_unshare_said(tmp_path: Path) -> None:
 
 _AS_NOBODY = """
 import asyncio, os, sys
-from kubectl_launcher.localkube.runtime import ContainerRuntime, ContainerSpec, Mount, SandboxUnavailable
+from localkube.runtime import ContainerRuntime, ContainerSpec, Mount, SandboxUnavailable
 root = sys.argv[1]
 runtime = ContainerRuntime(os.path.join(root, "state"))
 try:
@@ -298,12 +298,11 @@ def test_a_normal_user_gets_a_user_namespace_or_one_clear_message() -> None:
     # user gets its own copy of the two modules under test (standard library only) in a bare package.
     code = os.path.join(root, "code")
     shutil.copytree(
-        REPO / "kubectl_launcher" / "localkube",
-        os.path.join(code, "kubectl_launcher", "localkube"),
+        REPO / "localkube" / "src" / "localkube",
+        os.path.join(code, "localkube"),
         ignore=lambda _dir, names: [n for n in names if n not in ("__init__.py", "runtime.py", "sandbox.py")],
     )
-    Path(code, "kubectl_launcher", "__init__.py").write_text("")
-    Path(code, "kubectl_launcher", "localkube", "__init__.py").write_text("")
+    Path(code, "localkube", "__init__.py").write_text("")
     for folder, _dirs, files in os.walk(root):
         for name in [folder, *(os.path.join(folder, f) for f in files)]:
             os.chown(name, 65534, 65534)

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from localkube.runtime import ContainerRuntime, ContainerSpec, Mount
+from localkube.sandbox import View
 
-from kubectl_launcher.localkube.runtime import ContainerRuntime, ContainerSpec, Mount
-from kubectl_launcher.localkube.sandbox import View
 from tests.support.leftovers import assert_nothing_left
 
 

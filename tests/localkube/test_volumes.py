@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 import pytest
-
-from kubectl_launcher.localkube.testing import wait_until
+from localkube.testing import wait_until
 
 pytestmark = pytest.mark.integration
 

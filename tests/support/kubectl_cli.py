@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from kubectl_launcher.localkube.testing import kubectl_env
+from localkube.testing import kubectl_env
 
 
 def run_kubectl(

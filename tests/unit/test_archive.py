@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_launcher import archive
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
+from kubectl_launcher.transfer import archive
 from tests.support.trees import snapshot as _snapshot
 
 

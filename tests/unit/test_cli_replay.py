@@ -11,8 +11,8 @@ import pytest
 
 from kubectl_launcher import cli
 from kubectl_launcher.cli import Replayer
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, StdinRecord
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 ENV = {"KUBERC": "off"}
@@ -149,7 +149,7 @@ def test_missing_journal_is_a_clear_error(tmp_path: Path, capsys: pytest.Capture
 
 def test_local_cluster_without_the_api_double_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        import kubectl_launcher.localkube.cli  # noqa: F401
+        import localkube.cli  # noqa: F401
     except ModuleNotFoundError:
         assert cli.main(["local-cluster"]) == 2
         assert "local API double" in capsys.readouterr().err

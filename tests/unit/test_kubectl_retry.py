@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, Kubectl, StdinRecord
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 from tests.support import fake_runner
 from tests.support.fake_runner import RunnerCall
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_launcher.kubectl_runner import ShRunner
+from kubectl_launcher.kubectl.runner import ShRunner
 
 MARKER = "--token=should-never-be-logged"
 

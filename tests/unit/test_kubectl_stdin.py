@@ -12,8 +12,8 @@ from typing import ClassVar
 import pytest
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, Kubectl, ShRunner, StdinRecord
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 UNAVAILABLE = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"

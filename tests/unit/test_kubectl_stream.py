@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
-from kubectl_launcher.kubectl import CommandResult, Kubectl, iter_json_objects
+from kubectl_launcher.kubectl import CommandResult, Kubectl
+from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.stream import iter_json_objects
 
 WATCH = ("get", "pods", "--watch", "--output-watch-events", "--output", "json")
 
@@ -105,7 +106,7 @@ def test_a_failing_on_exit_is_logged_not_raised(tmp_path: Path, caplog: pytest.L
         raise RuntimeError("consumer bug")
 
     kubectl = make(tmp_path, "exit 0")
-    with caplog.at_level(logging.ERROR, logger="kubectl_launcher.kubectl_stream"):
+    with caplog.at_level(logging.ERROR, logger="kubectl_launcher.kubectl.stream"):
         stream = kubectl.stream(WATCH, on_exit=boom)
         stream.wait(10)
         deadline = time.monotonic() + 10

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher import errors
-from kubectl_launcher.journal import Journal, read_entries
 from kubectl_launcher.kubectl import CommandResult, Kubectl
+from kubectl_launcher.kubectl.journal import Journal, read_entries
 
 try:
     from tests.support.scripted_streamer import ScriptedProcess, ScriptedRun, ScriptedStreamer

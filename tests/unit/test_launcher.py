@@ -19,11 +19,11 @@ from nvflare.apis.fl_context import FLContext
 from nvflare.apis.job_launcher_spec import JobProcessArgs, JobReturnCode
 from nvflare.apis.workspace import Workspace
 
-from kubectl_launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher, commands
+from kubectl_launcher import ClientK8sJobLauncher, K8sJobLauncher, ServerK8sJobLauncher
+from kubectl_launcher.domain.names import study_dataset_volume_name
+from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import ConfigError, KubectlForbidden
-from kubectl_launcher.kubectl import CommandResult
-from kubectl_launcher.names import study_dataset_volume_name
-from kubectl_launcher.pod_status import JobState
+from kubectl_launcher.kubectl import CommandResult, commands
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 SITE = "site-1"

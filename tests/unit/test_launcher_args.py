@@ -7,7 +7,7 @@ from nvflare.apis.job_launcher_spec import JobProcessArgs
 from nvflare.app_opt.job_launcher.k8s_launcher import _job_args_dict
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
-from kubectl_launcher.nvflare_args import module_args, path_flags, path_in_pod, translate_paths
+from kubectl_launcher.domain.nvflare_args import module_args, path_flags, path_in_pod, translate_paths
 
 MOUNT = "/var/tmp/nvflare/workspace"
 WS = "/home/me/poc/example_project/prod_00/site-1"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from nvflare.app_opt.job_launcher.k8s_launcher import K8sJobHandle as UpstreamHandle
 
-from kubectl_launcher.manifest import (
+from kubectl_launcher.domain.manifest import (
     build_pod_manifest,
     build_secret_manifest,
     normalize_image_pull_secrets,

@@ -9,7 +9,7 @@ import string
 import pytest
 from nvflare.app_opt.job_launcher import k8s_launcher as upstream
 
-from kubectl_launcher import names
+from kubectl_launcher.domain import names
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -12,8 +12,8 @@ import pytest
 from nvflare.apis.job_launcher_spec import JobReturnCode
 from nvflare.app_opt.job_launcher import k8s_launcher as upstream
 
-from kubectl_launcher import pod_status as ps
-from kubectl_launcher.pod_status import JobState, PendingAction, PodPhase, ReturnCode
+from kubectl_launcher.domain import pod_status as ps
+from kubectl_launcher.domain.pod_status import JobState, PendingAction, PodPhase, ReturnCode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "pods"
 CONTAINER = "container-j550e8400-e29b-41d4-a716-446655440000"

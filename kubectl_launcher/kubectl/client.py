@@ -1,0 +1,350 @@
+"""The kubectl seam: `Kubectl` runs commands with our global flags, environment, journal and retry policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from kubectl_launcher import errors
+from kubectl_launcher.kubectl import setup as kubectl_setup
+from kubectl_launcher.kubectl.journal import Journal, Redactor, StdinDigest
+from kubectl_launcher.kubectl.runner import DEFAULT_MAX_OUTPUT, CommandResult, FileStdin, Runner, ShRunner, StdinRecord
+from kubectl_launcher.kubectl.stderr import Classification, classify
+from kubectl_launcher.kubectl.stream import KubectlStream, ShStreamer, Streamer
+
+_BACKOFF_FIRST = 0.5
+_BACKOFF_CAP = 8.0
+
+# Environment variables the child inherits from ours when set: where in-cluster credentials are
+# found, and the proxy a site may need to reach its API server.
+_PASS_THROUGH_ENV = (
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+class _CacheDir:
+    """A private discovery cache, removed when the last Kubectl sharing it is gone."""
+
+    def __init__(self, path: str | None) -> None:
+        self._given = path
+        self._path: str | None = path
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        with self._lock:
+            if self._path is None:
+                self._path = tempfile.mkdtemp(prefix="kubectl-launcher-cache-")
+                weakref.finalize(self, shutil.rmtree, self._path, True)
+            return self._path
+
+
+@dataclass
+class _Shared:
+    redactor: Redactor = field(default_factory=Redactor)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+class Kubectl:
+    """Runs kubectl commands with our global flags, environment, deadline, journal and retry policy.
+
+    This is the object NVFlare's K8s launcher API calls `api_instance`.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        namespace: str = "default",
+        kubectl: str = "kubectl",
+        *,
+        request_timeout: float = 30.0,
+        command_timeout: float = 60.0,
+        cache_dir: str | None = None,
+        retries: int = 3,
+        journal: Journal | None = None,
+        runner: Runner | None = None,
+        streamer: Streamer | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        extra_env: Mapping[str, str] | None = None,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> None:
+        if retries < 0:
+            raise errors.ConfigError(f"retries must be 0 or more, got {retries}")
+        if command_timeout <= 0 or request_timeout < 0:
+            raise errors.ConfigError("command_timeout must be positive and request_timeout not negative")
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.namespace = namespace
+        self.kubectl = kubectl
+        self.request_timeout = request_timeout
+        self.command_timeout = command_timeout
+        self.retries = retries
+        self.max_output = max_output
+        self.journals: tuple[Journal, ...] = (journal,) if journal is not None else ()
+        self.runner: Runner = runner or ShRunner(max_stdout=max_output)
+        self.streamer: Streamer = streamer or ShStreamer()
+        self.sleep = sleep
+        self.extra_env = dict(extra_env or {})
+        self._cache = _CacheDir(cache_dir)
+        self._shared = _Shared()
+
+    # -- configuration --
+
+    @property
+    def cache_dir(self) -> str:
+        return self._cache.path
+
+    def redact(self, value: str) -> None:
+        """Register a secret: it never appears in a journal or an error message."""
+        self._shared.redactor.add(value)
+
+    def note(self, text: str) -> None:
+        """A remark for the operator in every journal of this Kubectl, between its commands (redacted)."""
+        for journal in self.journals:
+            journal.note(text, redactor=self._shared.redactor)
+
+    def for_job(self, journal: Journal) -> Kubectl:
+        """A copy whose commands go to this Kubectl's journals and to `journal` (one job's)."""
+        clone = object.__new__(Kubectl)
+        clone.__dict__.update(self.__dict__)
+        clone.journals = (*self.journals, journal)
+        return clone
+
+    def env(self) -> dict[str, str]:
+        """The child's complete environment (sh replaces, never merges)."""
+        env = {
+            "KUBERC": "off",
+            "KUBECTL_KUBERC": "false",
+            "LC_ALL": "C",
+            "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true",
+            "KUBECACHEDIR": self.cache_dir,
+        }
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = self.kubeconfig
+        elif os.environ.get("KUBECONFIG"):
+            env["KUBECONFIG"] = os.environ["KUBECONFIG"]
+        for name in _PASS_THROUGH_ENV:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        env.update(self.extra_env)
+        env["HOME"] = os.environ.get("HOME", "/")
+        env["PATH"] = os.environ.get("PATH", os.defpath)
+        return env
+
+    def argv(self, args: Sequence[str]) -> tuple[str, ...]:
+        """The full argv for a kubectl sub-command: binary, global flags, then `args`."""
+        argv = [self.kubectl]
+        if self.kubeconfig is not None:
+            argv += ["--kubeconfig", self.kubeconfig]
+        if self.context is not None:
+            argv += ["--context", self.context]
+        argv += ["--namespace", self.namespace, "--request-timeout", _seconds(self.request_timeout)]
+        return (*argv, *args)
+
+    def describe(self, argv: Sequence[str]) -> str:
+        """argv as a redacted, shell-quoted string for messages."""
+        return shlex.join(self._shared.redactor.argv(argv))
+
+    # -- running --
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: bytes | str | BinaryIO | None = None,
+        stdin_record: StdinRecord | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+        check: bool = True,
+        stdout_path: str | None = None,
+        stdin_path: str | None = None,
+        purpose: str = "",
+    ) -> CommandResult:
+        """Run `kubectl <global flags> <args>`; with check=True a failure raises a typed KubectlError.
+
+        idempotent=True retries transient failures (up to `retries` more attempts, exponential
+        backoff). Every attempt is journaled. stdout is not to be trusted when returncode != 0.
+
+        stdin: bytes or text held in memory, or an open binary file read from its current position
+        to its end. `stdin_path` streams a file kubectl reads itself, never held in memory: the way
+        to feed a large tar to `exec -i`. A file's digest is journaled; a file that cannot seek (a
+        pipe) is not retried. Without a stdin_record, a path is journaled as `cat PATH | kubectl ...`.
+        `purpose` (a name from kubectl.purpose) is journaled with every attempt.
+        """
+        if stdin is not None and stdin_path is not None:
+            raise TypeError("pass stdin or stdin_path, not both")
+        argv = self.argv(args)
+        source: FileStdin | None = None
+        data: bytes | None = None
+        if stdin_path is not None:
+            source = FileStdin.from_path(stdin_path)
+        elif isinstance(stdin, str):
+            data = stdin.encode()
+        elif isinstance(stdin, bytes):
+            data = stdin
+        elif stdin is not None:
+            source = FileStdin.from_file(stdin)
+            if source is None:  # no file descriptor (BytesIO): it is in memory anyway
+                data = stdin.read()
+        if source is not None and stdin_record is None:
+            stdin_record = source.record
+        env = self.env()
+        deadline = timeout if timeout is not None else self.command_timeout
+        attempts = 1 + (self.retries if idempotent and (source is None or source.rewindable) else 0)
+        attempt = 0
+        while True:
+            attempt += 1
+            if source is None:
+                result = self.runner(argv, stdin=data, env=env, timeout=deadline, stdout_path=stdout_path)
+                self._record(result, data, stdin_record, env, attempt, purpose=purpose)
+            else:
+                with source.open() as feed:
+                    result = self.runner(
+                        argv, stdin=None, env=env, timeout=deadline, stdout_path=stdout_path, stdin_file=feed
+                    )
+                self._record(result, source.digest, stdin_record, env, attempt, purpose=purpose)
+            if result.stdout_truncated and check:
+                raise errors.ProtocolError(
+                    f"kubectl printed more than {self.max_output} bytes and was stopped; "
+                    f"command: {self.describe(result.argv)}"
+                )
+            if result.returncode == 0 and not result.timed_out:
+                return result
+            found = classify(result.stderr, result.returncode, timed_out=result.timed_out)
+            if found.error_class.transient and attempt < attempts:
+                self.sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1)))
+                continue
+            if not check:
+                return result
+            raise self._error(result, found, attempt, deadline)
+
+    def _record(
+        self,
+        result: CommandResult,
+        stdin: bytes | StdinDigest | None,
+        stdin_record: StdinRecord | None,
+        env: Mapping[str, str],
+        attempt: int,
+        *,
+        stream: str | None = None,
+        purpose: str = "",
+    ) -> None:
+        shown_env = {k: v for k, v in env.items() if k not in ("HOME", "PATH")}
+        for journal in self.journals:
+            journal.record(
+                result,
+                stdin=stdin,
+                stdin_record=stdin_record,
+                env=shown_env,
+                attempt=attempt,
+                redactor=self._shared.redactor,
+                stream=stream,
+                purpose=purpose,
+            )
+
+    def _error(
+        self, result: CommandResult, found: Classification, attempts: int, deadline: float
+    ) -> errors.KubectlError:
+        redactor = self._shared.redactor
+        command = self.describe(result.argv)
+        words = redactor.text(found.message) or "(no message on stderr)"
+        if found.error_class is errors.KubectlTimeout:
+            summary = f"kubectl did not finish within {deadline:g}s and was killed"
+            if found.message:
+                summary += f"; its last words: {words}"
+        else:
+            summary = f"kubectl failed: {words}"
+        tried = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        rc = "killed" if result.returncode is None else f"exit code {result.returncode}"
+        message = f"{summary} [{rc}, {tried}; command: {command}]"
+        returncode = found.returncode if found.returncode is not None else result.returncode
+        return found.error_class(
+            message,
+            argv=redactor.argv(result.argv),
+            returncode=returncode,
+            stderr=words,
+            reason=found.reason,
+            attempts=attempts,
+        )
+
+    def stream(
+        self,
+        args: Sequence[str],
+        *,
+        on_exit: Callable[[CommandResult], None] | None = None,
+        request_timeout: float | None = None,
+        max_buffered: int | None = None,
+        grace: float = 5.0,
+        purpose: str = "",
+    ) -> KubectlStream:
+        """Start `kubectl <global flags> <args>` in the background and follow its stdout line by line.
+
+        For commands that do not end by themselves: `get pods -l SELECTOR --watch --output-watch-events
+        -o json`, `logs -f`. See KubectlStream for reading, the end of a watch (exit code 0: list
+        again) and stop(). `request_timeout` replaces the Kubectl's for this command (kubectl makes
+        it the watch's lifetime; 0: none). Raises ConfigError when the binary cannot be found.
+        """
+        argv = self.argv(args)
+        if request_timeout is not None:
+            at = argv.index("--request-timeout", 1)
+            argv = (*argv[: at + 1], _seconds(request_timeout), *argv[at + 2 :])
+        return KubectlStream(
+            self,
+            argv,
+            self.env(),
+            on_exit=on_exit,
+            max_buffered=max_buffered if max_buffered is not None else self.max_output,
+            grace=grace,
+            streamer=self.streamer,
+            purpose=purpose,
+        )
+
+    def get_json(
+        self, args: Sequence[str], *, expect_kind: str | None = None, purpose: str = ""
+    ) -> dict[str, Any] | None:
+        """run() + parse stdout as JSON; empty stdout (e.g. --ignore-not-found) gives None."""
+        result = self.run(args, idempotent=True, purpose=purpose)
+        command = self.describe(result.argv)
+        if result.stdout_truncated or len(result.stdout) > self.max_output:
+            raise errors.ProtocolError(f"kubectl printed more than {self.max_output} bytes; command: {command}")
+        if not result.stdout.strip():
+            return None
+        try:
+            document = json.loads(result.stdout)
+        except ValueError as exc:
+            raise errors.ProtocolError(
+                f"kubectl printed {len(result.stdout)} bytes that are not JSON ({exc}); command: {command}"
+            ) from None
+        if not isinstance(document, dict):
+            raise errors.ProtocolError(f"kubectl printed JSON that is not an object; command: {command}")
+        if expect_kind is not None and document.get("kind") != expect_kind:
+            raise errors.ProtocolError(
+                f"kubectl printed a {document.get('kind')!r} where a {expect_kind!r} was expected; command: {command}"
+            )
+        return document
+
+    # -- preflight --
+
+    def check_setup(self) -> None:
+        """Raise ConfigError naming the problem and the fix, before a bad set-up looks like an outage."""
+        kubectl_setup.check_setup(self)

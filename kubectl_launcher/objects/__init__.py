@@ -1,0 +1,1 @@
+"""Adapters over the kubectl seam: the Kubernetes objects of one launch, each owning its name and namespace."""
