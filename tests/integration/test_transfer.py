@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from nvflare.apis.job_launcher_spec import JobReturnCode
 
-from kubectl_launcher.transfer import workspace as transfer
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.transfer import workspace as transfer
 from tests.support.trees import snapshot as _tree
 
 pytestmark = pytest.mark.integration

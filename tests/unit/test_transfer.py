@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from kubectl_launcher.transfer import workspace as transfer
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.transfer import archive
+from kubectl_launcher.transfer import workspace as transfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
 
