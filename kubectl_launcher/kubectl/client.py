@@ -179,6 +179,7 @@ class Kubectl:
         stdout_path: str | None = None,
         stdin_path: str | None = None,
         purpose: str = "",
+        total_timeout: float | None = None,
     ) -> CommandResult:
         """Run `kubectl <global flags> <args>`; with check=True a failure raises a typed KubectlError.
 
@@ -189,7 +190,8 @@ class Kubectl:
         to its end. `stdin_path` streams a file kubectl reads itself, never held in memory: the way
         to feed a large tar to `exec -i`. A file's digest is journaled; a file that cannot seek (a
         pipe) is not retried. Without a stdin_record, a path is journaled as `cat PATH | kubectl ...`.
-        `purpose` (a name from kubectl.purpose) is journaled with every attempt.
+        `purpose` (a name from kubectl.purpose) is journaled with every attempt. `total_timeout` bounds
+        all attempts of one operation together, backoff included (`timeout` bounds each attempt).
         """
         if stdin is not None and stdin_path is not None:
             raise TypeError("pass stdin or stdin_path, not both")
@@ -212,8 +214,11 @@ class Kubectl:
         deadline = timeout if timeout is not None else self.command_timeout
         attempts = 1 + (self.retries if idempotent and (source is None or source.rewindable) else 0)
         attempt = 0
+        started = time.monotonic()
         while True:
             attempt += 1
+            if total_timeout is not None:
+                deadline = max(0.001, min(deadline, total_timeout - (time.monotonic() - started)))
             if source is None:
                 result = self.runner(argv, stdin=data, env=env, timeout=deadline, stdout_path=stdout_path)
                 self._record(result, data, stdin_record, env, attempt, purpose=purpose)
@@ -231,8 +236,10 @@ class Kubectl:
             if result.returncode == 0 and not result.timed_out:
                 return result
             found = classify(result.stderr, result.returncode, timed_out=result.timed_out)
-            if found.error_class.transient and attempt < attempts:
-                self.sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1)))
+            backoff = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1))
+            in_time = total_timeout is None or time.monotonic() - started + backoff < total_timeout
+            if found.error_class.transient and attempt < attempts and in_time:
+                self.sleep(backoff)
                 continue
             if not check:
                 return result
