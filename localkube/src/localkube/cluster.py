@@ -30,13 +30,29 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+CONTROL_PLANES = ("double", "real")
+
+
 class LocalCluster:
-    """A one-node Kubernetes double whose pods are local processes. Use start()/stop() or `with`."""
+    """A one-node Kubernetes double whose pods are local processes. Use start()/stop() or `with`.
+
+    control_plane="real" gives the real kube-apiserver, etcd, scheduler and controller-manager with the same
+    node (localkube.controlplane.cluster.RealCluster, a subclass with the same interface)."""
+
+    def __new__(cls, *args: Any, control_plane: str = "double", **kwargs: Any) -> LocalCluster:
+        if control_plane not in CONTROL_PLANES:
+            raise ValueError(f"control_plane must be one of {', '.join(CONTROL_PLANES)} (got {control_plane!r})")
+        if control_plane == "real" and cls is LocalCluster:
+            from localkube.controlplane.cluster import RealCluster
+
+            return super().__new__(RealCluster)
+        return super().__new__(cls)
 
     def __init__(
         self,
         workdir: str,
         *,
+        control_plane: str = "double",
         version: str = "1.32",
         port: int = 0,
         capacity: Mapping[str, str] | None = None,
@@ -47,6 +63,7 @@ class LocalCluster:
         image_paths: Sequence[str] | None = None,
     ) -> None:
         self.workdir = os.path.abspath(workdir)
+        self.control_plane = control_plane
         self.version = version
         self.port = port
         self.capacity = {**DEFAULT_CAPACITY, **(capacity or {})}
@@ -121,12 +138,10 @@ class LocalCluster:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _serve(self, runtime: ContainerRuntime) -> None:
-        self._stopping = asyncio.Event()
-        store = Store()
-        kubelet = Kubelet(
+    def _kubelet(self, store: Store, faults: Faults, runtime: ContainerRuntime, *, schedules: bool = True) -> Kubelet:
+        return Kubelet(
             store,
-            self.faults,
+            faults,
             runtime,
             self.state_dir,
             capacity=self.capacity,
@@ -135,7 +150,13 @@ class LocalCluster:
             hidden_paths=self.hidden_paths,
             cluster_id=self.cluster_id,
             image_paths=self.image_paths,
+            schedules=schedules,
         )
+
+    async def _serve(self, runtime: ContainerRuntime) -> None:
+        self._stopping = asyncio.Event()
+        store = Store()
+        kubelet = self._kubelet(store, self.faults, runtime)
         _add_node(store, self.capacity)
         self._ctx = ApiContext(store, kubelet, self.faults, self.version)
         self._runner = web.AppRunner(build_app(self._ctx), shutdown_timeout=2.0, access_log=None)

@@ -80,7 +80,10 @@ class Kubelet:
         hidden_paths: tuple[str, ...],
         cluster_id: str,
         image_paths: tuple[str, ...] = (),
+        schedules: bool = True,
     ) -> None:
+        # schedules=False: a real kube-scheduler binds the pods, and the store only holds the ones bound to us.
+        self.schedules = schedules
         self.store = store
         self.faults = faults
         self.runtime = runtime
@@ -183,6 +186,9 @@ class Kubelet:
             return
 
     async def _schedule(self, rec: PodRecord) -> None:
+        if not self.schedules:
+            rec.bound = True
+            return
         if self.faults.schedule_delay:
             await asyncio.sleep(self.faults.schedule_delay)
         last = None

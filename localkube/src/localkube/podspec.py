@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from localkube import projected
 from localkube.resources import Obj
 from localkube.runtime import ContainerSpec, Mount
 from localkube.store import Store
@@ -202,6 +203,13 @@ def prepare_volumes(store: Store, ctx: PodContext) -> dict[str, tuple[str, bool]
             elif kind == "File" and not os.path.isfile(path):
                 raise MountError(prefix + f"hostPath type check failed: {path} is not a file")
             out[name] = (path, False)
+        elif "projected" in vol:
+            try:
+                files = projected.project(store, pod, vol["projected"])
+                _write_files(here, files, None, int(vol["projected"].get("defaultMode", 0o644)))
+            except (projected.ProjectionError, MountError) as e:
+                raise MountError(prefix + str(e)) from e
+            out[name] = (here, True)
         else:
             raise MountError(prefix + "volume type not supported by the local cluster")
     return out

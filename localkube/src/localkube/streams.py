@@ -137,9 +137,12 @@ def _waiting_reason(pod: Obj, container: str) -> str:
     return "ContainerCreating"
 
 
-async def pod_log(request: web.Request, store: Store, kubelet: Kubelet, ns: str, name: str) -> web.StreamResponse:
+async def pod_log(
+    request: web.Request, store: Store, kubelet: Kubelet, ns: str, name: str, container: str | None = None
+) -> web.StreamResponse:
+    """`container` comes in the path on the kubelet's API (/containerLogs/NS/POD/CONTAINER), else in the query."""
     pod = store.get("pods", ns, name)
-    container = _pick_container(pod, request.query.get("container"))
+    container = _pick_container(pod, container or request.query.get("container"))
     if request.query.get("previous") in ("true", "1"):
         raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
     rec = kubelet.record(pod["metadata"]["uid"], container)
@@ -213,11 +216,15 @@ def _exec_status(code: int | None, message: str = "") -> bytes:
     return b"\x03" + json.dumps(body).encode()
 
 
-async def pod_exec(request: web.Request, store: Store, kubelet: Kubelet, ns: str, name: str) -> web.StreamResponse:
+async def pod_exec(
+    request: web.Request, store: Store, kubelet: Kubelet, ns: str, name: str, container: str | None = None
+) -> web.StreamResponse:
+    """The kubelet's API (/exec/NS/POD/CONTAINER, reached through the apiserver's WebSocket proxy) names the
+    container in the path and stdin as `input`; the apiserver's pods/exec uses the query's container and stdin."""
     upgrade = request.headers.get("Upgrade", "").lower()
     if upgrade != "websocket":
         raise bad_request("Upgrade request required")
-    want_stdin = request.query.get("stdin") in ("true", "1")
+    want_stdin = request.query.get("stdin" if container is None else "input") in ("true", "1")
     ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"), autoping=True)
     # Errors go over the status channel after the upgrade: an HTTP error before it would make kubectl fall
     # back to SPDY and report "Upgrade request required" instead of the real problem.
@@ -225,7 +232,7 @@ async def pod_exec(request: web.Request, store: Store, kubelet: Kubelet, ns: str
     v5 = ws.ws_protocol == "v5.channel.k8s.io"
     try:
         pod = store.get("pods", ns, name)
-        container = _pick_container(pod, request.query.get("container"))
+        container = _pick_container(pod, container or request.query.get("container"))
         argv = request.query.getall("command", [])
         if not argv:
             raise bad_request("you must specify at least 1 command")
