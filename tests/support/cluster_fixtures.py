@@ -1,6 +1,9 @@
 """Fixtures of the tiers that run the real kubectl against the local API double (the `localkube` package):
 the kubectl under test, clusters, and the check that no cluster leaves anything behind.
 
+`--control-plane double|real|both` (localkube's pytest plugin, default double) chooses what `local_cluster`
+is: the double, the real kube-apiserver with etcd, scheduler and controller-manager, or each test on both.
+
 The integration, localkube and e2e tiers import them in their conftest.py; the unit tier does not, so it
 runs with the launcher alone."""
 
@@ -69,14 +72,16 @@ def kubectl_version(kubectl_path: str) -> str:
 
 
 @pytest.fixture
-def local_cluster_factory(tmp_path: Any, kubectl_version: str) -> Iterator[Callable[..., Any]]:
-    """make(**LocalCluster kwargs) -> a started cluster; all are stopped (and checked clean) afterwards."""
+def local_cluster_factory(tmp_path: Any, kubectl_version: str, control_plane: str) -> Iterator[Callable[..., Any]]:
+    """make(**LocalCluster kwargs) -> a started cluster on this run's control plane; all are stopped (and checked
+    clean) afterwards."""
     with contextlib.ExitStack() as stack:
         count = 0
 
         def make(**kwargs: Any) -> Any:
             nonlocal count
             kwargs.setdefault("version", kubectl_version)
+            kwargs.setdefault("control_plane", control_plane)
             count += 1
             return stack.enter_context(running_cluster(str(tmp_path / f"cluster{count}"), **kwargs))
 

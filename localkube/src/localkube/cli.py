@@ -50,8 +50,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--workdir", default="/", metavar="DIR", help="containers' default working dir (image WORKDIR)")
     parser.add_argument("--pvc-root", default=None, metavar="DIR", help="PVC claimName -> DIR/claimName")
     parser.add_argument("--state-dir", default=None, metavar="DIR", help="the cluster's own files (default: temp)")
+    parser.add_argument(
+        "--control-plane",
+        choices=("double", "real"),
+        default="double",
+        help="double: our own API server (default); real: kube-apiserver, etcd, kube-scheduler and "
+        "kube-controller-manager, built from Go modules on first use (needs Go) and cached per user",
+    )
     parser.set_defaults(func=run)
     return parser
+
+
+def _real_version() -> str:
+    from localkube.controlplane.build import pinned_versions
+
+    v = pinned_versions()
+    return f"the real control plane: kube-apiserver {v['kubernetes']}, etcd {v['etcd']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or (temp.name if temp else "")
     cluster = LocalCluster(
         state_dir,
+        control_plane=args.control_plane,
         version=args.version,
         port=args.port,
         capacity=args.capacity,
@@ -82,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"local-cluster: cannot start: {e}", file=sys.stderr)
             return 1
         path = shlex.quote(os.path.abspath(args.kubeconfig))
+        what = f"Kubernetes v{args.version}" if args.control_plane == "double" else _real_version()
         print(
-            f"local cluster ready at {cluster.url} (Kubernetes v{args.version}); use it with:\n"
+            f"local cluster ready at {cluster.url} ({what}); use it with:\n"
             f"  export KUBECONFIG={path}\n"
             "Stop with Ctrl-C or SIGTERM.",
             flush=True,
