@@ -1,6 +1,7 @@
-"""The basics through every versioned kubectl present (1.27 … 1.33): discovery, multi-document apply and
-re-apply, get with selectors, NotFound, delete. 1.27/1.28 need --validate=false (they read only the protobuf
-OpenAPI v2, which the double does not serve)."""
+"""The basics through every versioned kubectl present (1.27 … 1.33 on the machine, 1.36 and 1.37 from PyPI):
+discovery, multi-document apply and re-apply, get with selectors, NotFound, delete, and `kubectl wait` /
+`delete --wait` (1.35+ run them through a streaming list). 1.27/1.28 need --validate=false (they read only the
+protobuf OpenAPI v2, which the double does not serve)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import subprocess
 from typing import Any
 
 import pytest
+from localkube.kubectls import PYPI_KUBECTLS, pypi_kubectl
 from localkube.testing import running_cluster, versioned_kubectls, wait_until
 
 from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.integration
 
-VERSIONS = versioned_kubectls()
+VERSIONS = {**versioned_kubectls(), **{minor: pypi_kubectl(minor) for minor in PYPI_KUBECTLS}}
 
 MANIFEST = """
 apiVersion: v1
@@ -110,3 +112,23 @@ def test_basics_through_kubectl(version: str, tmp_path: Any) -> None:
         secret_gone = k("delete", "secret", "job1-credentials")
         assert secret_gone.returncode == 0, secret_gone.stderr
         wait_until(lambda: k("get", "pod", "job1", "--ignore-not-found", "-o", "name").stdout == "")
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_wait_and_delete_wait_through_kubectl(version: str, tmp_path: Any) -> None:
+    kubectl = VERSIONS[version]
+    validate = ["--validate=false"] if int(version.split(".")[1]) < 29 else []
+    with running_cluster(str(tmp_path), version=version) as cluster:
+
+        def k(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+            return run_kubectl(kubectl, cluster, *args, stdin=stdin, timeout=90)
+
+        applied = k("apply", *validate, "-f", "-", stdin=MANIFEST)
+        assert applied.returncode == 0, applied.stderr
+        ready = k("wait", "--for=condition=Ready", "pod/job1", "--timeout=60s")
+        assert (ready.returncode, ready.stdout.strip()) == (0, "pod/job1 condition met"), ready.stderr
+        deleted = k("delete", "pod", "job1", "--grace-period=1", "--wait=true", "--timeout=60s")
+        assert deleted.returncode == 0, deleted.stderr
+        assert k("get", "pod", "job1", "--ignore-not-found", "-o", "name").stdout == ""
+        gone = k("wait", "--for=delete", "secret/job1-credentials", "--timeout=1s")
+        assert gone.returncode == 1 and "timed out" in gone.stderr, gone.stderr

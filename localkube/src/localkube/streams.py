@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from localkube.resources import ApiError, Obj, bad_request
+from localkube.resources import RESOURCES, ApiError, Obj, bad_request
 from localkube.store import Event, Store
 
 if TYPE_CHECKING:
@@ -49,12 +49,21 @@ async def watch(
 ) -> web.StreamResponse:
     rv_param = request.query.get("resourceVersion", "")
     timeout = float(request.query.get("timeoutSeconds", "0") or 0) or None
+    streaming = _streaming_list(request)
     queue: asyncio.Queue[Event | None] = asyncio.Queue()
     store.watchers.add(queue)  # before reading history: nothing can fall between the two
     try:
         initial: list[tuple[str, Obj]] = []
         error: ApiError | None = None
-        if rv_param in ("", "0"):
+        if streaming:
+            # the streaming list (kubectl 1.35+'s reflectors): the current state as ADDED events, then a BOOKMARK
+            # saying the initial events are over, at the store's current resourceVersion ("not older than" any RV)
+            initial = [("ADDED", o) for o in store.select(resource, namespace, match)[0]]
+            if request.query.get("allowWatchBookmarks") in ("true", "1"):
+                initial.append(("BOOKMARK", _initial_events_end(resource, store.rv)))
+        elif streaming is False and rv_param in ("", "0"):
+            pass  # sendInitialEvents=false: from now on only
+        elif rv_param in ("", "0"):
             initial = [("ADDED", o) for o in store.select(resource, namespace, match)[0]]
         else:
             try:
@@ -78,6 +87,40 @@ async def watch(
         return resp
     finally:
         store.watchers.discard(queue)
+
+
+def _streaming_list(request: web.Request) -> bool | None:
+    """sendInitialEvents as kube-apiserver reads it: None when absent; it requires resourceVersionMatch=NotOlderThan."""
+    value = request.query.get("sendInitialEvents")
+    if value is None:
+        return None
+    if request.query.get("resourceVersionMatch") != "NotOlderThan":
+        message = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+        raise ApiError(
+            422,
+            f'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: {message}',
+            "Invalid",
+            {
+                "group": "meta.k8s.io",
+                "kind": "ListOptions",
+                "causes": [
+                    {
+                        "reason": "FieldValueForbidden",
+                        "message": f"Forbidden: {message}",
+                        "field": "resourceVersionMatch",
+                    }
+                ],
+            },
+        )
+    return value in ("true", "1")
+
+
+def _initial_events_end(resource: str, rv: int) -> Obj:
+    return {
+        "kind": RESOURCES[resource].kind,
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": str(rv), "annotations": {"k8s.io/initial-events-end": "true"}},
+    }
 
 
 async def _follow(
