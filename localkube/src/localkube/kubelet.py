@@ -13,14 +13,14 @@ import logging
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from localkube import podspec
 from localkube.events import EventRecorder
+from localkube.podrecords import ContainerRecord, PodGone, PodRecord, log_task_errors
 from localkube.podstatus import PodStatus
 from localkube.resources import ApiError, Obj
-from localkube.runtime import ContainerRuntime, ContainerSpec, RunningContainer
+from localkube.runtime import ContainerRuntime
 from localkube.scheduler import parse_quantity, unschedulable_message
 from localkube.store import Event, Store
 
@@ -30,40 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 NODE_NAME = "localkube"
 RETRY = 1.0
-
-
-class PodGone(Exception):
-    """The pod was deleted, or its node was lost: the worker stops reporting."""
-
-
-@dataclass
-class ContainerRecord:
-    name: str
-    log_path: str
-    spec: ContainerSpec | None = None
-    running: RunningContainer | None = None
-    started: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class PodRecord:
-    uid: str
-    namespace: str
-    name: str
-    pod_dir: str
-    status: PodStatus
-    containers: dict[str, ContainerRecord] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = None
-    bound: bool = False
-    finished: bool = False
-    deleting: bool = False
-    lost: bool = False
-
-
-def log_task_errors(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
 
 class Kubelet:

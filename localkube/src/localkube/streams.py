@@ -19,7 +19,8 @@ from localkube.resources import RESOURCES, ApiError, Obj, bad_request
 from localkube.store import Event, Store
 
 if TYPE_CHECKING:
-    from localkube.kubelet import ContainerRecord, Kubelet
+    from localkube.kubelet import Kubelet
+    from localkube.podrecords import ContainerRecord
 
 log = logging.getLogger(__name__)
 _CHUNK = 32 * 1024

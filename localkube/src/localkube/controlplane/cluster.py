@@ -176,6 +176,12 @@ class RealCluster(LocalCluster):
             await api.close()
             await admin.close()
 
+    def identity_kubeconfig(self, user: str, kubeconfig_path: str, groups: tuple[str, ...] = ()) -> str:
+        """A kubeconfig for a client certificate of `user` (in `groups`): an identity RBAC alone authorises."""
+        pki.issue_client(self.pki, f"user-{user}", user, groups)
+        _write_yaml(kubeconfig_path, processes.kubeconfig(self.url, self.pki, f"user-{user}"))
+        return kubeconfig_path
+
     # -- conveniences for tests ----------------------------------------------------------------------
     def call(self, fn: Callable[[Store], T]) -> T:
         raise NotImplementedError("the real control plane has no in-memory store: use get/objects/create or kubectl")
