@@ -11,7 +11,7 @@ import datetime
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -40,7 +40,7 @@ def _stamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def node_status(capacity: Mapping[str, str], port: int, version: str, name: str) -> dict[str, object]:
+def node_status(capacity: Mapping[str, str], port: int, version: str, name: str) -> dict[str, Any]:
     stamp = _stamp()
 
     def condition(type_: str, status: str, reason: str, message: str) -> dict[str, str]:
