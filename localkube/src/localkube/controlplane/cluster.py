@@ -165,6 +165,7 @@ class RealCluster(LocalCluster):
             tasks.append(kubelet.spawn(node.heartbeat(), "node heartbeat"))
             await mirror.synced.wait()
             await _wait_default_service_account(admin)
+            await _wait_schedulable(admin)
             self._ready.set()
             await self._stopping.wait()
         finally:
@@ -250,6 +251,17 @@ async def _wait_default_service_account(admin: Api) -> None:
     """Pods are refused until the controller-manager has made the namespace's `default` ServiceAccount."""
     while await admin.find(path("serviceaccounts", "default", "default")) is None:
         await asyncio.sleep(0.1)
+
+
+async def _wait_schedulable(admin: Api) -> None:
+    """The TaintNodesByCondition admission plugin gives every new Node `node.kubernetes.io/not-ready`; the
+    controller-manager's node lifecycle controller lifts it once it has seen the node Ready (a few seconds)."""
+    while True:
+        node = await admin.find(path("nodes", "", NODE_NAME))
+        taints = ((node or {}).get("spec") or {}).get("taints") or []
+        if node is not None and not taints:
+            return
+        await asyncio.sleep(0.2)
 
 
 def _thread(cluster: RealCluster, runtime: ContainerRuntime) -> threading.Thread:

@@ -1,0 +1,133 @@
+"""The RBAC Role that docs/real-cluster.md asks a cluster admin for, checked by kube-apiserver's own authorizer:
+a launcher job whose kubeconfig identity (a client certificate) is bound only to that Role runs to success, and
+for each rule, what removing it breaks."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from nvflare.apis.job_launcher_spec import JobReturnCode
+
+from kubectl_launcher import ClientK8sJobLauncher
+from tests.integration.test_launcher_pods import Site, module_source
+from tests.realcp.conftest import Kubectl
+from tests.support.kubectl_cli import run_kubectl
+
+pytestmark = pytest.mark.real_control_plane
+
+DOC = Path(__file__).parents[2] / "docs" / "real-cluster.md"
+
+
+def readme_role() -> dict[str, Any]:
+    for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
+        doc = yaml.safe_load(block)
+        if isinstance(doc, dict) and doc.get("kind") == "Role":
+            return doc
+    raise AssertionError(f"no Role in {DOC}")
+
+
+def with_websocket_exec(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """kube-apiserver 1.35+ authorizes kubectl's WebSocket exec (an HTTP GET) as `get` *and* `create` on
+    pods/exec; with only `create` kubectl falls back to SPDY, which our node does not speak (a real kubelet
+    does). docs/real-cluster.md grants `create` only: this adds `get` until it says so itself."""
+    out = copy.deepcopy(rules)
+    for rule in out:
+        if rule["resources"] == ["pods/exec"] and "get" not in rule["verbs"]:
+            rule["verbs"] = [*rule["verbs"], "get"]
+    return out
+
+
+ROLE = readme_role()
+RULES = with_websocket_exec(ROLE["rules"])
+
+
+def bind(k: Kubectl, name: str, rules: list[dict[str, Any]]) -> None:
+    role = copy.deepcopy(ROLE)
+    role["metadata"] = {"name": name, "namespace": "default"}
+    role["rules"] = rules
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
+    }
+    applied = k("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}))
+    assert applied.returncode == 0, applied.stderr
+
+
+def run_job(real_cluster: Any, kubectl: str, tmp_path: Path, user: str) -> tuple[int | None, str]:
+    """One launcher job as `user`: its return code (None if launch_job raised) and what went wrong."""
+    kubeconfig = real_cluster.identity_kubeconfig(user, str(tmp_path / f"{user}.kubeconfig"))
+    site = Site(tmp_path / "site-1", real_cluster, module_source(0), kubectl)
+    launcher = ClientK8sJobLauncher(kubeconfig, kubectl=kubectl, pending_timeout=30)
+    try:
+        handle = launcher.launch_job(site.meta(), site.ctx())
+    except Exception as e:  # the launcher's own error, with kubectl's stderr excerpt
+        return None, str(e)
+    handle.wait()
+    journal = site.root / site.job_id / "kubectl-launcher"
+    text = " ".join(p.read_text(errors="replace") for p in journal.rglob("*") if p.is_file())
+    return handle.poll(), text
+
+
+def test_a_job_runs_with_only_the_readme_role(real_cluster: Any, k: Kubectl, kubectl_137: str, tmp_path: Path) -> None:
+    bind(k, "launcher-all", RULES)
+    code, why = run_job(real_cluster, kubectl_137, tmp_path, "launcher-all")
+    assert code == JobReturnCode.SUCCESS, why
+
+
+def test_websocket_exec_is_refused_without_get_on_pods_exec(
+    real_cluster: Any, k: Kubectl, kubectl_137: str, tmp_path: Path
+) -> None:
+    only_create = [{**r, "verbs": ["create"]} if r["resources"] == ["pods/exec"] else r for r in RULES]
+    bind(k, "launcher-exec-create", only_create)
+    assert k("run", "target", "--image=busybox", "--restart=Never", "--", "sleep", "600").returncode == 0
+    assert k("wait", "--for=condition=Ready", "pod/target", "--timeout=60s").returncode == 0
+    kubeconfig = real_cluster.identity_kubeconfig("launcher-exec-create", str(tmp_path / "create-only.kubeconfig"))
+
+    def as_user(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(kubectl_137, real_cluster, *args, env={"KUBECONFIG": kubeconfig})
+
+    assert as_user("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout == "launcher-exec-create"
+    # `can-i create pods/exec` would ask about a pod named "exec": the subresource needs --subresource
+    assert as_user("auth", "can-i", "get", "pods", "--subresource=exec").stdout.strip() == "no"
+    assert as_user("auth", "can-i", "create", "pods", "--subresource=exec").stdout.strip() == "yes"
+    refused = as_user("exec", "target", "--", "true")
+    # kubectl's WebSocket GET gets 403; its SPDY fallback reaches our node, which answers as a WebSocket-only server
+    assert (refused.returncode, refused.stderr.strip()) == (
+        1,
+        "error: unable to upgrade connection: Upgrade request required",
+    ), refused.stderr
+    assert k("delete", "pod", "target", "--grace-period=1").returncode == 0
+
+
+#: the rules a job that runs to success needs, and the step that breaks without each (kube-apiserver's Forbidden)
+NEEDED = {"pods": "creating the job pod", "pods/exec": "delivering the workspace", "secrets": "the credential Secret"}
+DIAGNOSIS_ONLY = ("pods/log", "events")  # read only to explain a pod that does not run
+
+
+@pytest.mark.parametrize("resource", list(NEEDED))
+def test_without_one_rule_of_the_role_the_job_fails(
+    real_cluster: Any, k: Kubectl, kubectl_137: str, tmp_path: Path, resource: str
+) -> None:
+    user = f"launcher-without-{resource.replace('/', '-')}"
+    bind(k, user, [r for r in RULES if r["resources"] != [resource]])
+    code, why = run_job(real_cluster, kubectl_137, tmp_path, user)
+    assert code != JobReturnCode.SUCCESS, f"the job succeeded without {resource} ({NEEDED[resource]})"
+    assert f'User "{user}" cannot create resource "{resource.split("/")[0]}"' in why or "forbidden" in why, why[-2000:]
+
+
+def test_a_job_that_runs_reads_neither_logs_nor_events(
+    real_cluster: Any, k: Kubectl, kubectl_137: str, tmp_path: Path
+) -> None:
+    bind(k, "launcher-no-diagnosis", [r for r in RULES if r["resources"][0] not in DIAGNOSIS_ONLY])
+    code, why = run_job(real_cluster, kubectl_137, tmp_path, "launcher-no-diagnosis")
+    assert code == JobReturnCode.SUCCESS, why
