@@ -176,6 +176,8 @@ class RealCluster(LocalCluster):
                 await stop_kubelet_server(runner)
             await api.close()
             await admin.close()
+            # TLS transports finish closing on the loop's next turns; closing the loop first leaks their sockets
+            await asyncio.sleep(0.25)
 
     def identity_kubeconfig(self, user: str, kubeconfig_path: str, groups: tuple[str, ...] = ()) -> str:
         """A kubeconfig for a client certificate of `user` (in `groups`): an identity RBAC alone authorises."""
