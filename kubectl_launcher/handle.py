@@ -7,8 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, NamedTuple, Protocol, cast
 
 from nvflare.apis.job_launcher_spec import JobHandleSpec
@@ -34,6 +32,7 @@ from kubectl_launcher.domain.pod_status import (
 )
 from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError, TransferError
 from kubectl_launcher.kubectl import Kubectl, commands
+from kubectl_launcher.objects.job_pod import PodRead, PodReadStatus
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -76,22 +75,6 @@ class WorkspaceTransferSpec(Protocol):
     #: The results are back and the keeper released, so the job container's exit code (already
     #: terminated) is the job's outcome without waiting for the pod's phase.
     collected: bool
-
-
-class PodReadStatus(Enum):
-    FOUND = "found"
-    GONE = "gone"
-    UNAVAILABLE = "unavailable"
-
-
-@dataclass(frozen=True)
-class PodRead:
-    """One look at the pod: found (with its JSON), gone, or unavailable (and why)."""
-
-    status: PodReadStatus
-    pod: Pod | None = None
-    error: str = ""  # the typed error's message: kubectl's capped words and the command, no secrets
-    permanent: bool = False  # the server refused (not: could not be reached)
 
 
 class _Seen(NamedTuple):
