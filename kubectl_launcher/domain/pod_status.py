@@ -24,7 +24,6 @@ __all__ = [
     "job_state_for_phase",
     "main_container_exit_code",
     "main_container_state",
-    "normalize_pending_timeout",
     "outcome_for_exit_code",
     "pod_has_started_a_container",
     "pod_is_scheduled",
@@ -410,12 +409,3 @@ def outcome_for_exit_code(code: int, pod: Pod | None, container_name: str) -> tu
     """
     state = JobState.SUCCEEDED if code == 0 else JobState.TERMINATED
     return state, return_code_for(state, pod, container_name)
-
-
-def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:
-    """None, or a non-negative number of seconds; anything else is a ValueError (upstream's text)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{field_name} must be a non-negative number of seconds or None")
-    return value

@@ -126,12 +126,12 @@ class JobPod:
         self.logger.info(f"deleted {self.label}: {self.describe(args)}")
         return True
 
-    def delete_secret(self, name: str) -> bool:
+    def delete_secret(self, name: str, *, what: str = "Secret") -> bool:
         """Delete a Secret of this pod's job, in its namespace; False, logged as a warning, when kubectl failed."""
         try:
-            self.kubectl.run(commands.delete_secret(name), idempotent=True, purpose=tag.DELETE)
+            self.kubectl.run(self.delete_secret_args(name), idempotent=True, purpose=tag.DELETE)
         except KubectlError as e:
-            self.logger.warning(f"failed to delete Secret {name} (namespace {self.namespace}): {e}")
+            self.logger.warning(f"failed to delete {what} {name} (namespace {self.namespace}): {e}")
             return False
         return True
 
@@ -198,6 +198,9 @@ class JobPod:
 
     def delete_args(self, grace_period: int = 1) -> Argv:
         return commands.delete_pod(self.name, grace_period=grace_period)
+
+    def delete_secret_args(self, name: str) -> Argv:
+        return commands.delete_secret(name)
 
     def exec_args(self, container: str, command: Sequence[str], *, stdin: bool = False) -> Argv:
         return ("exec", self.name, "--container", container, *(("--stdin",) if stdin else ()), "--", *command)
