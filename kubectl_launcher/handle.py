@@ -1,9 +1,5 @@
-"""K8sJobHandle: NVFlare's JobHandleSpec for one job pod (poll, wait, enter_states, terminate, get_manifest).
-
-The decisions live in domain/job_tracker.py (what a look at the pod means), the kubectl commands in
-objects/job_pod.py (reading, deleting); this module is the NVFlare surface, its threads and its
-terminal state.
-"""
+"""K8sJobHandle: NVFlare's JobHandleSpec for one job pod. What a look at the pod means is decided in
+domain/job_tracker.py, the commands are objects/job_pod.py's; here: the NVFlare surface, threads, outcome."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, cast
 
 from nvflare.apis.job_launcher_spec import JobHandleSpec
 
@@ -30,7 +26,7 @@ from kubectl_launcher.domain.plan import normalize_pending_timeout
 from kubectl_launcher.domain.pod_status import JOB_RETURN_CODE_MAPPING, JobState, ReturnCode
 from kubectl_launcher.errors import TransferError
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.objects.job_pod import JobPod, PodRead, PodReadStatus
+from kubectl_launcher.objects.job_pod import JobPod, PodRead, PodReadStatus, WorkspaceTransferSpec
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -46,25 +42,6 @@ __all__ = [
 DEFAULT_NAMESPACE = "default"
 DEFAULT_PENDING_TIMEOUT = 120
 DEFAULT_PYTHON_PATH = "/usr/local/bin/python"
-#: Seconds kubectl gives the job container between SIGTERM and SIGKILL (see commands.py on why not 0).
-TERMINATION_GRACE_PERIOD = 1
-
-
-class WorkspaceTransferSpec(Protocol):
-    """The per-job workspace transfer as the handle sees it (docs/design.md, Contract 7)."""
-
-    def decorate(self, pod: dict[str, Any], main_container: str) -> None: ...
-
-    def advance(self, kubectl: Kubectl, pod: dict[str, Any]) -> None: ...
-
-    @property
-    def finished(self) -> bool: ...
-
-    #: The workspace is in the pod, so the job container starts within moments: look again soon.
-    delivered: bool
-    #: The results are back and the keeper released, so the job container's exit code (already
-    #: terminated) is the job's outcome without waiting for the pod's phase.
-    collected: bool
 
 
 class _Seen(NamedTuple):
@@ -76,19 +53,16 @@ class _Seen(NamedTuple):
 class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no type information
     """Follows one job pod. Same constructor and behaviour as upstream's handle, with kubectl as the client.
 
-    Thread safety: NVFlare may call poll()/wait() in one thread and terminate() in another. Looks at
-    the pod are serialised; terminate() never waits for one to finish, and its verdict wins. The
-    terminal state changes only through `end()`, under the handle's lock: the first verdict stays.
+    Threads: NVFlare may call poll()/wait() in one thread and terminate() in another. Looks are
+    serialised; terminate() never waits for one, and its verdict wins. The terminal state changes only
+    through `end()`, under the lock: the first verdict stays. A transient kubectl failure only makes
+    poll() say UNKNOWN; refusals fail the job after `permanent_failure_limit` seconds (job_tracker.py).
 
-    When kubectl fails: a transient failure only ever makes poll() say UNKNOWN; a refusal fails the
-    job after `permanent_failure_limit` seconds of nothing but refusals (domain/job_tracker.py).
+    The namespace is held once, by the JobPod's Kubectl (a copy for `namespace` when the given one
+    works in another); a handle without kubectl (api_instance=None) only builds the manifest.
 
-    The namespace is held once, by the JobPod's Kubectl (a copy for `namespace` when the given
-    Kubectl works in another); `namespace` reads it from there. A handle without a kubectl
-    (api_instance=None) only builds the manifest and keeps the namespace for its messages.
-
-    Where we differ from upstream on purpose: terminate() on a job that already ended keeps its
-    outcome (upstream turns a success into ABORTED), and deletions are done once, not on every call.
+    On purpose unlike upstream: terminate() keeps the outcome of a job that already ended (upstream
+    turns a success into ABORTED), and deletions are done once, not on every call.
     """
 
     def __init__(
@@ -121,8 +95,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self.pod_name = pod_name if pod_name is not None else job_id
         self.credential_secret_name = credential_secret_name
         self.logger = logging.getLogger(self.__class__.__name__)
-        self._clock = clock
-        self._sleep = sleep
+        self._clock, self._sleep = clock, sleep
         self._namespace = namespace  # for messages only when there is no JobPod
         self._pod: JobPod | None = None
         if api_instance is not None:
@@ -142,13 +115,14 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self._terminal_return_code: int | None = None
         self._lock = threading.RLock()  # guards the terminal state
         self._step_lock = threading.Lock()  # one look at the pod at a time
-        self._cleanup_lock = threading.Lock()  # one deletion at a time
-        self._pod_deleted = False
-        self._secret_delete_tried = False
 
     @property
     def namespace(self) -> str:
         return self._pod.namespace if self._pod is not None else self._namespace
+
+    @property
+    def poll_interval(self) -> float:
+        return self._tracker.settings.poll_interval
 
     @property
     def terminal_state(self) -> JobState | None:
@@ -156,11 +130,10 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
 
     @property
     def terminal_return_code(self) -> int | None:
-        """The return code when it differs from NVFlare's for `terminal_state` (else None)."""
         return self._terminal_return_code
 
     def end(self, state: JobState, return_code: int | None = None) -> bool:
-        """Record the job's outcome unless it has one already (the first verdict stays); True if recorded."""
+        """Record the outcome unless one is recorded (the first verdict stays); True if this one was."""
         with self._lock:
             if self._terminal_state is not None:
                 return False
@@ -177,9 +150,10 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         """The job's return code: NVFlare's UNKNOWN (127) while it runs or while we cannot see it."""
         seen = self._step()
         with self._lock:
-            if self._terminal_state is not None:
-                return self._terminal_code()
-        return JOB_RETURN_CODE_MAPPING[seen.state]
+            state, code = self._terminal_state, self._terminal_return_code
+        if state is None:
+            return JOB_RETURN_CODE_MAPPING[seen.state]
+        return code if code is not None else JOB_RETURN_CODE_MAPPING[state]
 
     def wait(self) -> None:
         """Return once the job has ended (no time limit, as upstream)."""
@@ -255,33 +229,14 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                 self.logger.exception(f"unexpected error in the workspace transfer of {self._what()}")
         return TransferView(transfer.finished, transfer.delivered, transfer.collected, error)
 
-    def _terminal_code(self) -> int:
-        if self._terminal_return_code is not None:
-            return self._terminal_return_code
-        return JOB_RETURN_CODE_MAPPING[cast(JobState, self._terminal_state)]
-
     def _fail(self, reason: str) -> None:
         if self.end(JobState.TERMINATED, ReturnCode.EXCEPTION):
             self.logger.warning(f"{self._what()}: {reason}; deleting the pod")
             self._clean_up(delete_pod=True)
 
-    # -- deleting what the job left --
-
     def _clean_up(self, *, delete_pod: bool) -> None:
-        """Delete the pod (when asked; retried by a later call if it failed) and the credential Secret (once)."""
-        pod = self._pod
-        if pod is None:
-            return
-        with self._cleanup_lock:
-            if delete_pod and not self._pod_deleted:
-                self._pod_deleted = pod.delete(TERMINATION_GRACE_PERIOD)
-            secret = self.credential_secret_name
-            if secret and not self._secret_delete_tried:
-                self._secret_delete_tried = True
-                # A failure is logged; the Secret's ownerReference on the pod remains the backstop.
-                pod.delete_secret(secret, what="credential Secret")
-
-    # -- helpers --
+        if self._pod is not None:
+            self._pod.clean_up(delete_pod=delete_pod, secret=self.credential_secret_name)
 
     def _job_pod(self) -> JobPod:
         if self._pod is None:

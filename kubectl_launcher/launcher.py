@@ -25,7 +25,7 @@ from nvflare.app_opt.job_launcher.study_runtime import (
 )
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
-from kubectl_launcher.domain.job_tracker import POLL_INTERVAL
+from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
 from kubectl_launcher.domain.manifest import normalize_image_pull_secrets, to_json
 from kubectl_launcher.domain.names import LAUNCHER_DIR, MANAGED_BY, MANAGED_BY_LABEL
 from kubectl_launcher.domain.nvflare_args import module_args
@@ -131,9 +131,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         else:
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}")
-        self.poll_interval = float(poll_interval)
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         # Test seams: what starts kubectl, and how the retry backoff waits.
         self._runner = runner
         self._sleep = sleep

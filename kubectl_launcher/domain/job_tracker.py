@@ -32,6 +32,7 @@ from kubectl_launcher.domain.pod_status import (
     pod_phase,
     return_code_for,
 )
+from kubectl_launcher.errors import ConfigError
 
 __all__ = [
     "PERMANENT_FAILURE_LIMIT",
@@ -44,6 +45,7 @@ __all__ = [
     "TrackerSettings",
     "TransferView",
     "Verdict",
+    "positive_seconds",
 ]
 
 #: Seconds between two looks at the pod in wait() and enter_states() (upstream's POLL_INTERVAL).
@@ -88,13 +90,30 @@ class TransferView:
     error: str | None = None  # the transfer failed during this look
 
 
+def positive_seconds(value: object, name: str, *, zero: bool = False) -> float:
+    """A number of seconds (positive, or not negative with `zero`); otherwise a ConfigError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not zero):
+        kind = "a non-negative" if zero else "a positive"
+        raise ConfigError(f"{name} must be {kind} number of seconds, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class TrackerSettings:
-    pending_timeout: float | None
+    """How often to look at the pod and how long to put up with what it shows (checked on creation)."""
+
+    pending_timeout: float | None  # already normalised (plan.normalize_pending_timeout)
     permanent_failure_limit: float | None = PERMANENT_FAILURE_LIMIT
     poll_interval: float = POLL_INTERVAL
     quick_poll_interval: float = QUICK_POLL_INTERVAL
     quick_poll_window: float = QUICK_POLL_WINDOW
+
+    def __post_init__(self) -> None:
+        positive_seconds(self.poll_interval, "poll_interval")
+        positive_seconds(self.quick_poll_interval, "quick_poll_interval")
+        positive_seconds(self.quick_poll_window, "quick_poll_window", zero=True)
+        if self.permanent_failure_limit is not None:
+            positive_seconds(self.permanent_failure_limit, "permanent_failure_limit", zero=True)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus
 from kubectl_launcher.domain.pod_status import Event, Pod
@@ -25,7 +26,7 @@ from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
 from kubectl_launcher.kubectl import purpose as tag
 from kubectl_launcher.objects.launch_secrets import raise_if_validation
 
-__all__ = ["JobPod", "PodRead", "PodReadStatus"]
+__all__ = ["JobPod", "PodRead", "PodReadStatus", "WorkspaceTransferSpec"]
 
 Argv = tuple[str, ...]
 
@@ -60,6 +61,9 @@ class JobPod:
         self.name = name
         self.label = label or f"pod {name} (namespace {self.namespace})"
         self.logger = logger or _log
+        self._cleanup_lock = threading.Lock()  # one clean-up at a time
+        self._deleted = False
+        self._secrets_tried: set[str] = set()
 
     @property
     def namespace(self) -> str:
@@ -134,6 +138,17 @@ class JobPod:
             self.logger.warning(f"failed to delete {what} {name} (namespace {self.namespace}): {e}")
             return False
         return True
+
+    def clean_up(self, *, delete_pod: bool, secret: str | None = None) -> None:
+        """What a job leaves, removed once (safe from any thread): the pod when asked (a failed delete is
+        retried by a later call) and the job's credential Secret (tried once; its ownerReference on
+        the pod remains the backstop)."""
+        with self._cleanup_lock:
+            if delete_pod and not self._deleted:
+                self._deleted = self.delete()
+            if secret and secret not in self._secrets_tried:
+                self._secrets_tried.add(secret)
+                self.delete_secret(secret, what="credential Secret")
 
     # -- inside the pod (errors raise: the caller decides what a failure means) --
 
@@ -215,3 +230,20 @@ class JobPod:
         """The full command line for pod-relative `args` (from the *_args methods), as a human pastes it:
         every global flag, shell-quoted, secrets redacted."""
         return self.kubectl.describe(self.kubectl.argv(args))
+
+
+class WorkspaceTransferSpec(Protocol):
+    """A job pod's workspace transfer as the handle drives it (docs/design.md, Contract 7)."""
+
+    def decorate(self, pod: dict[str, Any], main_container: str) -> None: ...
+
+    def advance(self, kubectl: Kubectl, pod: dict[str, Any]) -> None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    #: The workspace is in the pod, so the job container starts within moments: look again soon.
+    delivered: bool
+    #: The results are back and the keeper released, so the job container's exit code (already
+    #: terminated) is the job's outcome without waiting for the pod's phase.
+    collected: bool
