@@ -73,7 +73,7 @@ class Operation:
         self._policy = policy
         self._timeout = timeout
         self.total = total
-        self._ends_at = policy.clock() + total
+        self._ends_at = 0.0  # set when the first attempt starts
         self._retryable = retryable
         self.attempts = 0
         self.out_of_time = False  # the last retry was given up because of the total deadline
@@ -81,6 +81,9 @@ class Operation:
     def next_timeout(self) -> float:
         """Count an attempt and return its deadline: min(timeout, what is left of the total)."""
         self.attempts += 1
+        if self.attempts == 1:
+            self._ends_at = self._policy.clock() + self.total
+            return min(self._timeout, self.total)
         left = self._ends_at - self._policy.clock()
         return min(self._timeout, max(left, _LEAST))
 
