@@ -268,10 +268,9 @@ class _Launch:
         self.launcher = launcher
         self.plan = plan
         self.logger = launcher.logger
-        journal = Journal(plan.job_dir, "journal")
+        self.kubectl = site_kubectl.for_job(Journal(plan.job_dir, "journal"))
         for value in plan.credential_env.values():
-            journal.redact(value)
-        self.kubectl = site_kubectl.for_job(journal)
+            self.kubectl.redact(value)
         self.validate = launcher.kubectl_validate
         # (kind, name) of what this launch created, in creation order; the startup Secret is the site's.
         self.created: list[tuple[str, str]] = []
