@@ -70,7 +70,8 @@ def parse_watch_event(document: Mapping[str, Any]) -> WatchEvent:
     obj = document.get("object")
     if not isinstance(kind, str) or not isinstance(obj, dict):
         raise ValueError(f"not a watch event: keys {sorted(document)}")
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    found = obj.get("metadata")
+    meta: Mapping[str, Any] = found if isinstance(found, dict) else {}
     rv = str(meta.get("resourceVersion") or "")
     if kind == "ERROR":
         code, reason = obj.get("code"), str(obj.get("reason") or "")
