@@ -78,6 +78,7 @@ class Informer:
     _stopping: threading.Event = field(default_factory=threading.Event)
     _stream: KubectlStream | None = None
     _thread: threading.Thread | None = None
+    _failures: int = 0  # failures in a row: the backoff's step
 
     # -- subscribers --
 
@@ -152,27 +153,37 @@ class Informer:
         if self.after is not None:
             self.after.join()  # at most one kubectl process at a time for this watch
             self.after = None
-        failures = 0
+        self._failures = 0
         relist = True
         while not self._stopping.is_set():
-            if relist:
-                failed = self._list()
-                if failed is not None:
-                    failures += 1
-                    self._unavailable(failed)
-                    self._wait(self.delay(failures))
-                    continue
-                relist = False
-            outcome = self._follow()
-            if outcome.end is _End.STOPPED:
-                return
-            failures = 0 if outcome.healthy else failures + 1
-            relist = outcome.end is not _End.CLOSED
-            if outcome.end is _End.FAILED:
-                _log.warning("the pod watch ended (failure %d in a row); listing again: %s", failures, outcome.error)
-                if failures:
-                    self._unavailable(outcome)
-            self._wait(self.delay(failures))
+            try:
+                relist = self._step(relist)
+            except Exception as e:  # a bug must not leave subscribers reading a frozen cache
+                _log.exception("the pod watch failed unexpectedly; listing again")
+                self._failures += 1
+                self._unavailable(_Outcome(_End.FAILED, error=f"the pod watch failed unexpectedly: {e!r}"))
+                self._wait(self.delay(self._failures))
+                relist = True
+
+    def _step(self, relist: bool) -> bool:
+        """One list (when asked) and one watch; whether the next step must list again."""
+        if relist:
+            failed = self._list()
+            if failed is not None:
+                self._failures += 1
+                self._unavailable(failed)
+                self._wait(self.delay(self._failures))
+                return True
+        outcome = self._follow()
+        if outcome.end is _End.STOPPED:
+            return False
+        self._failures = 0 if outcome.healthy else self._failures + 1
+        if outcome.end is _End.FAILED:
+            _log.warning("the pod watch ended (failure %d in a row); listing again: %s", self._failures, outcome.error)
+            if self._failures:
+                self._unavailable(outcome)
+        self._wait(self.delay(self._failures))
+        return outcome.end is not _End.CLOSED
 
     def _unavailable(self, outcome: _Outcome) -> None:
         with self._lock:
