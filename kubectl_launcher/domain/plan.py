@@ -27,11 +27,18 @@ from kubectl_launcher.domain.names import (
     uuid4_to_rfc1123,
 )
 from kubectl_launcher.domain.nvflare_args import path_flags, path_in_pod, pod_resources, pod_volumes, translate_paths
-from kubectl_launcher.domain.pod_status import normalize_pending_timeout
 
-__all__ = ["MANIFEST_FILE", "LaunchPlan", "PlanContext", "PlanDefaults", "PlanSources", "plan_launch"]
+__all__ = [
+    "MANIFEST_FILE",
+    "LaunchPlan",
+    "PlanContext",
+    "PlanDefaults",
+    "PlanSources",
+    "normalize_pending_timeout",
+    "plan_launch",
+]
 
-#: Our folder in the site workspace and in each job's folder (Contract 3); the transfer's OWN_FOLDER.
+#: The job pod's manifest, as applied, in the job's own folder (names.LAUNCHER_DIR, Contract 3).
 MANIFEST_FILE = "manifest.json"
 NVFLARE_JOB_ID_ANNOTATION = "kubectl-launcher/nvflare-job-id"
 SITE_ANNOTATION = "kubectl-launcher/nvflare-site"
@@ -112,6 +119,19 @@ class PlanSources(Protocol):
     def startup_files(self, startup_dir: str) -> Mapping[str, str]:
         """``{file name: path}`` of the startup kit files the job pod reads."""
         ...
+
+
+def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:
+    """None, or a non-negative number of seconds; anything else is a ValueError (upstream's text).
+
+    The one definition of the rule: the plan applies it to a job's launcher_spec (or the launcher's
+    default); the launcher's and the handle's constructors check their own argument with it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{field_name} must be a non-negative number of seconds or None")
+    return value
 
 
 def _k8s_field(site_name: str, key: str) -> str:

@@ -265,8 +265,7 @@ def test_through_the_handle_the_job_return_code_is_the_main_containers_and_resul
         "volume_list": [{"name": "workspace-job", "emptyDir": {}}],
         "volume_mount_list": [{"name": "workspace-job", "mountPath": WMP}],
     }
-    handle = K8sJobHandle(POD, kubectl, job_config, python_path=sys.executable, workspace_transfer=t)
-    handle.poll_interval = 0.5
+    handle = K8sJobHandle(POD, kubectl, job_config, python_path=sys.executable, workspace_transfer=t, poll_interval=0.5)
     manifest = handle.get_manifest()
     script = (
         "import os, pathlib, sys; ws, job = sys.argv[1:3]; "

@@ -20,7 +20,7 @@ import pytest
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
-from kubectl_launcher.transfer import archive
+from kubectl_launcher.transfer import archive, background, excludes
 from kubectl_launcher.transfer import workspace as transfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
@@ -487,7 +487,7 @@ def test_settings_are_checked_and_name_the_field() -> None:
 def test_local_excludes_follow_upstream_and_the_pod_templates_it_names(tmp_path: Path) -> None:
     (tmp_path / "local").mkdir()
     (tmp_path / "local/study_runtime.yaml").write_text("studies:\n  a:\n    pod_template: templates/a.yaml\n")
-    got = transfer.local_excludes(
+    got = excludes.local_excludes(
         str(tmp_path), [f"{WMP}/local/legacy.yaml", str(tmp_path / "local/other.yaml"), "/elsewhere/x"], WMP
     )
     assert got == {"study_data.yaml", "study_runtime.yaml", "templates/a.yaml", "legacy.yaml", "other.yaml"}
@@ -506,7 +506,7 @@ def test_a_long_transfer_logs_its_progress_in_bytes_and_rate(caplog: pytest.LogC
     clock = Clock()
     caplog.set_level(logging.INFO)
     log = logging.getLogger("test-progress")
-    progress = transfer._Progress(log, "fetching", 0.01, clock, measure=measure)
+    progress = background.Progress(log, "fetching", 0.01, clock, measure=measure)
     clock.now += 2
     with progress:
         assert seen.wait(10)
@@ -568,7 +568,7 @@ def test_a_failed_long_copy_stops_its_renewer_so_the_pod_can_end_by_itself(site:
 
 def test_there_is_never_more_than_one_renewer() -> None:
     ticks: list[int] = []
-    periodic = transfer._Periodic(lambda: ticks.append(1), 0.01, "kubectl-launcher-lease")
+    periodic = background.Periodic(lambda: ticks.append(1), 0.01, "kubectl-launcher-lease")
     periodic.start()
     periodic.start()
     assert len(_lease_threads()) == 1 and periodic.running
@@ -580,8 +580,29 @@ def test_there_is_never_more_than_one_renewer() -> None:
 def test_a_second_lease_renewer_for_one_transfer_is_refused(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock())
     kubectl = _kubectl(pod)
-    with t._lease_kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+    with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
         with pytest.raises(RuntimeError, match="renewer"):
-            with t._lease_kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+            with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
                 pass  # pragma: no cover
     assert _lease_threads() == []
+
+
+def test_a_collection_under_transient_failures_runs_tar_at_most_attempts_times_with_the_launchers_retry_settings(
+    site: Path, pod: FakePod
+) -> None:
+    """The launcher's Kubectl retries transient failures itself (retries=3 by default); inside a transfer step
+    the seam must not retry again, or one collection would run tar (attempts x 4) times, each up to an hour."""
+    slept: list[float] = []
+    t = _transfer(site, Clock(), attempts=3)
+    launcher_like = Kubectl(namespace="nvflare", runner=pod, sleep=slept.append)  # the launcher's defaults
+    assert launcher_like.retry.retries == 3
+    t.advance(launcher_like, _pod("running"))
+    pod.calls.clear()
+    refused = CommandResult(
+        ("kubectl",), 1, "", "Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused"
+    )
+    pod.faults["tar"] = [refused] * 12
+    with pytest.raises(TransferError, match="after 3 attempts"):
+        t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
+    assert pod.kinds() == ["list", "tar"] * 3
+    assert slept == []  # the seam never backed off for a command inside a transfer step
