@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, cast
 
+from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus  # the handle's own value: no conversion
 from kubectl_launcher.domain.pod_status import Pod
 
 __all__ = [
@@ -34,22 +34,6 @@ __all__ = [
 NOT_LISTED = "the site's pod watch has not listed the pods yet"
 _NOT_SEEN = "the site's pod watch has not seen pod {name} yet"
 _POD_EVENTS = ("ADDED", "MODIFIED", "DELETED")
-
-
-class PodReadStatus(Enum):
-    FOUND = "found"
-    GONE = "gone"
-    UNAVAILABLE = "unavailable"
-
-
-@dataclass(frozen=True)
-class PodRead:
-    """One look at the pod: found (with its JSON), gone, or unavailable (and why; the last pod seen, if any)."""
-
-    status: PodReadStatus
-    pod: Pod | None = None
-    error: str = ""  # why it is unavailable: the typed error's message (capped, no secrets)
-    permanent: bool = False  # the server refused us (not: could not be reached)
 
 
 @dataclass(frozen=True)
