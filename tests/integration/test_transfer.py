@@ -205,8 +205,11 @@ def test_a_collection_that_fails_keeps_the_pod_and_the_printed_command_recovers_
     run = Run(local_cluster, kubectl_path, tmp_path, ws, script, attempts=2, keep_timeout=60)
     run.until(lambda pod: "terminated" in _container(pod, "main"))
     local_cluster.faults.api_errors(500, paths=[f"/api/v1/namespaces/default/pods/{POD}/exec"])
+    # the collection runs away from the look that starts it: a later look raises its failure
     with pytest.raises(TransferError) as err:
-        run.transfer.advance(run.kubectl, run.pod())
+        for _ in range(600):
+            run.transfer.advance(run.kubectl, run.pod())
+            time.sleep(0.1)
     local_cluster.faults.clear()
     command = run.transfer.recovery_command
     assert command is not None and command in str(err.value)
