@@ -16,7 +16,7 @@ class ConfigError(LauncherError, ValueError):
 class KubectlError(LauncherError):
     """kubectl ran (or tried to) and did not do what was asked.
 
-    Carries the argv (already redacted by the caller's journal rules: never stdin, never a Secret),
+    Carries the argv (already redacted by the site's one registry, kubectl/redact.py: never stdin, never a Secret),
     the exit code, and a capped, cleaned excerpt of kubectl's own message.
     """
 

@@ -12,7 +12,7 @@ from typing import Any
 from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_constant import FLContextKey
 from nvflare.apis.fl_context import FLContext
-from nvflare.apis.job_launcher_spec import JobLauncherSpec, JobReturnCode, add_launcher
+from nvflare.apis.job_launcher_spec import JobLauncherSpec, add_launcher
 from nvflare.app_opt.job_launcher.study_data import (
     load_study_data_file,
     resolve_study_dataset_mounts,
@@ -25,19 +25,20 @@ from nvflare.app_opt.job_launcher.study_runtime import (
 )
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
+from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
 from kubectl_launcher.domain.manifest import normalize_image_pull_secrets, to_json
 from kubectl_launcher.domain.names import LAUNCHER_DIR, MANAGED_BY, MANAGED_BY_LABEL
 from kubectl_launcher.domain.nvflare_args import module_args
-from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, plan_launch
-from kubectl_launcher.domain.pod_status import JobState, normalize_pending_timeout
-from kubectl_launcher.errors import ConfigError, KubectlError, ProtocolError
+from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, normalize_pending_timeout, plan_launch
+from kubectl_launcher.domain.pod_status import JobState, ReturnCode
+from kubectl_launcher.errors import ConfigError
 from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
-from kubectl_launcher.kubectl import Kubectl, commands
+from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.objects.job_pod import JobPod, PodReadStatus
 from kubectl_launcher.objects.launch_secrets import (
     LaunchSecrets,
     carries_labels,
-    raise_if_validation,
     startup_kit_files,
 )
 from kubectl_launcher.transfer.pod_side import TransferSettings
@@ -80,6 +81,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         journal_dir: str | None = None,
         working_dir: str | None = None,
         workspace_transfer: bool | Mapping[str, Any] | None = True,
+        poll_interval: float = POLL_INTERVAL,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -128,6 +130,8 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             self.transfer_settings = TransferSettings.from_mapping(workspace_transfer)
         else:
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
+        # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
         # Test seams: what starts kubectl, and how the retry backoff waits.
         self._runner = runner
         self._sleep = sleep
@@ -262,62 +266,57 @@ class _SiteSources:
 
 
 class _Launch:
-    """One launch: creates the Secrets and the pod in order, and undoes all of it when a step fails."""
+    """The manager of one launch: creates the Secrets, writes and applies the pod's manifest, builds the
+    handle, and undoes its own steps, newest first, when one fails."""
 
     def __init__(self, launcher: K8sJobLauncher, plan: LaunchPlan, site_kubectl: Kubectl) -> None:
         self.launcher = launcher
         self.plan = plan
         self.logger = launcher.logger
-        journal = Journal(plan.job_dir, "journal")
+        self.kubectl = site_kubectl.for_job(Journal(plan.job_dir, "journal"))
         for value in plan.credential_env.values():
-            journal.redact(value)
-        self.kubectl = site_kubectl.for_job(journal)
-        self.validate = launcher.kubectl_validate
+            self.kubectl.redact(value)
+        self.pod = JobPod(self.kubectl, plan.pod_name, logger=self.logger)
         # (kind, name) of what this launch created, in creation order; the startup Secret is the site's.
         self.created: list[tuple[str, str]] = []
         self.secrets = LaunchSecrets(
-            self.kubectl,
-            plan,
-            launcher.namespace,
-            validate=self.validate,
-            created=self.created,
-            logger=self.logger,
+            self.kubectl, plan, validate=launcher.kubectl_validate, created=self.created, logger=self.logger
         )
 
     def run(self) -> K8sJobHandle:
-        plan = self.plan
+        plan, launcher = self.plan, self.launcher
         handle: K8sJobHandle | None = None
         try:
             self.secrets.ensure_startup_secret()
             self.secrets.create_credential_secret()
-            transfer = self.launcher.make_workspace_transfer(plan)
             handle = K8sJobHandle(
                 plan.job_id,
                 self.kubectl,
                 dict(plan.job_config),
-                namespace=self.launcher.namespace,
-                timeout=self.launcher.timeout,
+                namespace=self.pod.namespace,
+                timeout=launcher.timeout,
                 pending_timeout=plan.pending_timeout,
                 python_path=plan.python_path,
-                workspace_transfer=transfer,
-                workspace_job_id=plan.raw_job_id,
+                workspace_transfer=launcher.make_workspace_transfer(plan),
                 pod_name=plan.pod_name,
                 credential_secret_name=plan.credential_secret_name,
+                poll_interval=launcher.poll_interval,
             )
             self._write_manifest(handle.get_manifest())
             self._check_pod_absent()
-            pod = self._apply_pod()
+            # Recorded before the apply: an apply that failed after the server created the pod leaves one.
+            self.created.append(("pod", plan.pod_name))
+            pod = self.pod.apply(plan.manifest_path, validate=launcher.kubectl_validate)
             self.secrets.own_credential_secret(pod)
         except BaseException as e:
             self._clean_up()
             if handle is None or not isinstance(e, Exception):
                 raise
             self.logger.error(f"failed to launch job {plan.job_id}: {e}")
-            handle.terminal_state = JobState.TERMINATED
-            handle.terminal_return_code = JobReturnCode.EXCEPTION
+            handle.end(JobState.TERMINATED, ReturnCode.EXCEPTION)
             return handle
         self.logger.info(
-            f"launched job {plan.raw_job_id} as pod {plan.pod_name} in namespace {self.launcher.namespace} "
+            f"launched job {plan.raw_job_id} as pod {plan.pod_name} in namespace {self.pod.namespace} "
             f"(manifest {plan.manifest_path})"
         )
         try:
@@ -341,11 +340,12 @@ class _Launch:
 
     def _check_pod_absent(self) -> None:
         """A job pod is created once: an existing one is never patched into this launch's spec."""
-        name = self.plan.pod_name
-        existing = self.kubectl.get_json(commands.get_pod(name), expect_kind="Pod")
-        if existing is None:
+        read = self.pod.read()
+        if read.status is PodReadStatus.GONE:
             return
-        labels = (existing.get("metadata") or {}).get("labels") or {}
+        if read.status is PodReadStatus.UNAVAILABLE:
+            raise read.exception or RuntimeError(read.error)
+        labels = ((read.pod or {}).get("metadata") or {}).get("labels") or {}
         whose = (
             "an earlier launch of this job at this site"
             if carries_labels(labels, self.plan.labels)
@@ -354,42 +354,27 @@ class _Launch:
             else "another kubectl-launcher job"
         )
         raise RuntimeError(
-            f"pod {name} already exists in namespace {self.launcher.namespace} (created by {whose}); "
-            f"it was left as it is. Remove it with: {self._shell(commands.delete_pod(name))}"
+            f"pod {self.pod.name} already exists in namespace {self.pod.namespace} (created by {whose}); "
+            f"it was left as it is. Remove it with: {self.pod.describe(self.pod.delete_args())}"
         )
-
-    def _apply_pod(self) -> dict[str, Any]:
-        name = self.plan.pod_name
-        # Recorded before the apply: an apply that failed after the server created the pod leaves one.
-        self.created.append(("pod", name))
-        try:
-            pod = self.kubectl.get_json(
-                commands.apply_file(self.plan.manifest_path, validate=self.validate), expect_kind="Pod"
-            )
-        except KubectlError as e:
-            raise_if_validation(e)
-            raise
-        if pod is None:
-            raise ProtocolError(f"kubectl apply printed nothing for pod {name}")
-        return pod
 
     # -- cleanup --
 
     def _clean_up(self) -> None:
         """Delete what this launch created, newest first (the pod before the Secret it reads)."""
         for kind, name in reversed(self.created):
-            argv = commands.delete_pod(name) if kind == "pod" else commands.delete(kind, name)
+            pod = kind == "pod"
             try:
-                self.kubectl.run(argv, idempotent=True)
-            except Exception as e:
+                deleted = self.pod.delete() if pod else self.pod.delete_secret(name)
+            except Exception as e:  # the launch's own error is the one its caller must see
+                self.logger.warning(f"unexpected error removing {kind} {name}: {e!r}")
+                deleted = False
+            if not deleted:
+                args = self.pod.delete_args() if pod else self.pod.delete_secret_args(name)
                 self.logger.warning(
-                    f"could not remove {kind} {name} after a failed launch ({e}); remove it with: {self._shell(argv)}"
+                    f"could not remove {kind} {name} after a failed launch; remove it with: {self.pod.describe(args)}"
                 )
         self.created.clear()
-
-    def _shell(self, args: tuple[str, ...]) -> str:
-        """The command as a human pastes it: every global flag, shell-quoted, secrets redacted."""
-        return self.kubectl.describe(self.kubectl.argv(args))
 
 
 def _module_args(fl_ctx: FLContext, names: Iterable[str]) -> dict[str, Any]:

@@ -6,15 +6,19 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, Final, TypedDict, cast
+from typing import Any, Final, cast
+
+from kubectl_launcher.domain.pod_json import ContainerState, Event, Pod
 
 __all__ = [
     "JOB_RETURN_CODE_MAPPING",
     "PASSTHROUGH_EXIT_CODES",
     "POD_STATE_MAPPING",
     "RECENT_EVENT_MAX_AGE",
+    "Event",
     "JobState",
     "PendingAction",
+    "Pod",
     "PodPhase",
     "ReturnCode",
     "classify_starting_pod",
@@ -24,7 +28,6 @@ __all__ = [
     "job_state_for_phase",
     "main_container_exit_code",
     "main_container_state",
-    "normalize_pending_timeout",
     "outcome_for_exit_code",
     "pod_has_started_a_container",
     "pod_is_scheduled",
@@ -67,87 +70,6 @@ class ReturnCode:
     UNSAFE_COMPONENT: Final = 102
     CONFIG_ERROR: Final = 103
     UNKNOWN: Final = 127
-
-
-# --- the JSON shapes we read (all optional: a real server omits empty fields) ---------------------
-
-
-class ObjectMeta(TypedDict, total=False):
-    name: str
-    namespace: str
-    uid: str
-    creationTimestamp: str
-    labels: dict[str, str]
-
-
-class ContainerStateWaiting(TypedDict, total=False):
-    reason: str
-    message: str
-
-
-class ContainerStateTerminated(TypedDict, total=False):
-    exitCode: int
-    reason: str
-    message: str
-    signal: int
-
-
-class ContainerState(TypedDict, total=False):
-    waiting: ContainerStateWaiting
-    running: dict[str, Any]
-    terminated: ContainerStateTerminated
-
-
-class ContainerStatus(TypedDict, total=False):
-    name: str
-    state: ContainerState
-    ready: bool
-    restartCount: int
-
-
-class PodCondition(TypedDict, total=False):
-    type: str
-    status: str
-    reason: str
-    message: str
-
-
-class PodStatus(TypedDict, total=False):
-    phase: str
-    reason: str
-    message: str
-    conditions: list[PodCondition]
-    containerStatuses: list[ContainerStatus]
-    initContainerStatuses: list[ContainerStatus]
-
-
-class PodSpec(TypedDict, total=False):
-    nodeName: str
-    containers: list[dict[str, Any]]
-
-
-class Pod(TypedDict, total=False):
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    spec: PodSpec
-    status: PodStatus
-
-
-class EventSeries(TypedDict, total=False):
-    count: int
-    lastObservedTime: str
-
-
-class Event(TypedDict, total=False):
-    metadata: ObjectMeta
-    type: str
-    reason: str
-    message: str
-    eventTime: str | None
-    series: EventSeries
-    lastTimestamp: str | None
-    firstTimestamp: str | None
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -410,12 +332,3 @@ def outcome_for_exit_code(code: int, pod: Pod | None, container_name: str) -> tu
     """
     state = JobState.SUCCEEDED if code == 0 else JobState.TERMINATED
     return state, return_code_for(state, pod, container_name)
-
-
-def normalize_pending_timeout(value: object, field_name: str = "pending_timeout") -> float | int | None:
-    """None, or a non-negative number of seconds; anything else is a ValueError (upstream's text)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{field_name} must be a non-negative number of seconds or None")
-    return value

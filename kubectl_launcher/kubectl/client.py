@@ -11,18 +11,24 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import setup as kubectl_setup
-from kubectl_launcher.kubectl.journal import Journal, Redactor, StdinDigest
-from kubectl_launcher.kubectl.runner import DEFAULT_MAX_OUTPUT, CommandResult, FileStdin, Runner, ShRunner, StdinRecord
+from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.kubectl.redact import Redactor
+from kubectl_launcher.kubectl.retry import RetryPolicy
+from kubectl_launcher.kubectl.runner import (
+    DEFAULT_MAX_OUTPUT,
+    CommandResult,
+    FileStdin,
+    Runner,
+    ShRunner,
+    StdinDigest,
+    StdinRecord,
+)
 from kubectl_launcher.kubectl.stderr import Classification, classify
 from kubectl_launcher.kubectl.stream import KubectlStream, ShStreamer, Streamer
-
-_BACKOFF_FIRST = 0.5
-_BACKOFF_CAP = 8.0
 
 # Environment variables the child inherits from ours when set: where in-cluster credentials are
 # found, and the proxy a site may need to reach its API server.
@@ -42,7 +48,6 @@ class _CacheDir:
     """A private discovery cache, removed when the last Kubectl sharing it is gone."""
 
     def __init__(self, path: str | None) -> None:
-        self._given = path
         self._path: str | None = path
         self._lock = threading.Lock()
 
@@ -55,11 +60,6 @@ class _CacheDir:
             return self._path
 
 
-@dataclass
-class _Shared:
-    redactor: Redactor = field(default_factory=Redactor)
-
-
 def _seconds(value: float) -> str:
     return f"{value:g}s"
 
@@ -68,6 +68,11 @@ class Kubectl:
     """Runs kubectl commands with our global flags, environment, deadline, journal and retry policy.
 
     This is the object NVFlare's K8s launcher API calls `api_instance`.
+
+    Retries follow one RetryPolicy (retry.py): pass `retry=RetryPolicy(...)`, or its shorthands
+    `retries` (default 3), `sleep` and `clock` (monotonic seconds), not both. Secrets are hidden by one
+    registry per site: this Kubectl's, shared with its `for_job` copies and handed to every journal
+    they record into; `redact(value)` registers one.
     """
 
     def __init__(
@@ -80,16 +85,24 @@ class Kubectl:
         request_timeout: float = 30.0,
         command_timeout: float = 60.0,
         cache_dir: str | None = None,
-        retries: int = 3,
+        retries: int | None = None,
         journal: Journal | None = None,
         runner: Runner | None = None,
         streamer: Streamer | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
+        retry: RetryPolicy | None = None,
         extra_env: Mapping[str, str] | None = None,
         max_output: int = DEFAULT_MAX_OUTPUT,
     ) -> None:
-        if retries < 0:
-            raise errors.ConfigError(f"retries must be 0 or more, got {retries}")
+        if retry is None:
+            retry = RetryPolicy(
+                retries=3 if retries is None else retries,
+                sleep=sleep or time.sleep,
+                clock=clock or time.monotonic,
+            )
+        elif retries is not None or sleep is not None or clock is not None:
+            raise errors.ConfigError("pass retry=RetryPolicy(...) or its shorthands retries/sleep/clock, not both")
         if command_timeout <= 0 or request_timeout < 0:
             raise errors.ConfigError("command_timeout must be positive and request_timeout not negative")
         self.kubeconfig = kubeconfig
@@ -98,15 +111,14 @@ class Kubectl:
         self.kubectl = kubectl
         self.request_timeout = request_timeout
         self.command_timeout = command_timeout
-        self.retries = retries
+        self.retry = retry
         self.max_output = max_output
         self.journals: tuple[Journal, ...] = (journal,) if journal is not None else ()
         self.runner: Runner = runner or ShRunner(max_stdout=max_output)
         self.streamer: Streamer = streamer or ShStreamer()
-        self.sleep = sleep
         self.extra_env = dict(extra_env or {})
         self._cache = _CacheDir(cache_dir)
-        self._shared = _Shared()
+        self._redactor = Redactor()  # the site's one registry: for_job copies share it
 
     # -- configuration --
 
@@ -115,16 +127,18 @@ class Kubectl:
         return self._cache.path
 
     def redact(self, value: str) -> None:
-        """Register a secret: it never appears in a journal or an error message."""
-        self._shared.redactor.add(value)
+        """Register a secret: from now on it never appears in a journal (the site's or any job's), a
+        note, an error message or describe(). Values shorter than 4 characters are ignored."""
+        self._redactor.add(value)
 
     def note(self, text: str) -> None:
         """A remark for the operator in every journal of this Kubectl, between its commands (redacted)."""
         for journal in self.journals:
-            journal.note(text, redactor=self._shared.redactor)
+            journal.note(text, redactor=self._redactor)
 
     def for_job(self, journal: Journal) -> Kubectl:
-        """A copy whose commands go to this Kubectl's journals and to `journal` (one job's)."""
+        """A copy whose commands go to this Kubectl's journals and to `journal` (one job's); it shares
+        this Kubectl's redaction registry, retry policy and discovery cache."""
         clone = object.__new__(Kubectl)
         clone.__dict__.update(self.__dict__)
         clone.journals = (*self.journals, journal)
@@ -163,7 +177,7 @@ class Kubectl:
 
     def describe(self, argv: Sequence[str]) -> str:
         """argv as a redacted, shell-quoted string for messages."""
-        return shlex.join(self._shared.redactor.argv(argv))
+        return shlex.join(self._redactor.argv(argv))
 
     # -- running --
 
@@ -175,23 +189,26 @@ class Kubectl:
         stdin_record: StdinRecord | None = None,
         idempotent: bool = False,
         timeout: float | None = None,
+        total_timeout: float | None = None,
         check: bool = True,
         stdout_path: str | None = None,
         stdin_path: str | None = None,
         purpose: str = "",
-        total_timeout: float | None = None,
     ) -> CommandResult:
         """Run `kubectl <global flags> <args>`; with check=True a failure raises a typed KubectlError.
 
-        idempotent=True retries transient failures (up to `retries` more attempts, exponential
-        backoff). Every attempt is journaled. stdout is not to be trusted when returncode != 0.
+        idempotent=True retries transient failures under the retry policy (retry.py): at most
+        `retries` more attempts with capped exponential backoff, all within `total_timeout` seconds.
+        `timeout` is each attempt's deadline (default: command_timeout), shortened to what is left of
+        the total; `total_timeout=None` means RetryPolicy.default_total(timeout): room for every
+        attempt and backoff, at most 600 s, never less than one `timeout`. Every attempt is
+        journaled. stdout is not to be trusted when returncode != 0.
 
         stdin: bytes or text held in memory, or an open binary file read from its current position
         to its end. `stdin_path` streams a file kubectl reads itself, never held in memory: the way
         to feed a large tar to `exec -i`. A file's digest is journaled; a file that cannot seek (a
         pipe) is not retried. Without a stdin_record, a path is journaled as `cat PATH | kubectl ...`.
-        `purpose` (a name from kubectl.purpose) is journaled with every attempt. `total_timeout` bounds
-        all attempts of one operation together, backoff included (`timeout` bounds each attempt).
+        `purpose` (a name from kubectl.purpose) is journaled with every attempt.
         """
         if stdin is not None and stdin_path is not None:
             raise TypeError("pass stdin or stdin_path, not both")
@@ -211,23 +228,22 @@ class Kubectl:
         if source is not None and stdin_record is None:
             stdin_record = source.record
         env = self.env()
-        deadline = timeout if timeout is not None else self.command_timeout
-        attempts = 1 + (self.retries if idempotent and (source is None or source.rewindable) else 0)
-        attempt = 0
-        started = time.monotonic()
+        operation = self.retry.start(
+            timeout if timeout is not None else self.command_timeout,
+            total_timeout,
+            retryable=idempotent and (source is None or source.rewindable),
+        )
         while True:
-            attempt += 1
-            if total_timeout is not None:
-                deadline = max(0.001, min(deadline, total_timeout - (time.monotonic() - started)))
+            deadline = operation.next_timeout()
             if source is None:
                 result = self.runner(argv, stdin=data, env=env, timeout=deadline, stdout_path=stdout_path)
-                self._record(result, data, stdin_record, env, attempt, purpose=purpose)
+                self._record(result, data, stdin_record, env, operation.attempts, purpose=purpose)
             else:
                 with source.open() as feed:
                     result = self.runner(
                         argv, stdin=None, env=env, timeout=deadline, stdout_path=stdout_path, stdin_file=feed
                     )
-                self._record(result, source.digest, stdin_record, env, attempt, purpose=purpose)
+                self._record(result, source.digest, stdin_record, env, operation.attempts, purpose=purpose)
             if result.stdout_truncated and check:
                 raise errors.ProtocolError(
                     f"kubectl printed more than {self.max_output} bytes and was stopped; "
@@ -236,14 +252,12 @@ class Kubectl:
             if result.returncode == 0 and not result.timed_out:
                 return result
             found = classify(result.stderr, result.returncode, timed_out=result.timed_out)
-            backoff = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (attempt - 1))
-            in_time = total_timeout is None or time.monotonic() - started + backoff < total_timeout
-            if found.error_class.transient and attempt < attempts and in_time:
-                self.sleep(backoff)
+            if found.error_class.transient and operation.retry():
                 continue
             if not check:
                 return result
-            raise self._error(result, found, attempt, deadline)
+            out_of_time = operation.total if operation.out_of_time else None
+            raise self._error(result, found, operation.attempts, deadline, out_of_time=out_of_time)
 
     def _record(
         self,
@@ -264,15 +278,21 @@ class Kubectl:
                 stdin_record=stdin_record,
                 env=shown_env,
                 attempt=attempt,
-                redactor=self._shared.redactor,
+                redactor=self._redactor,
                 stream=stream,
                 purpose=purpose,
             )
 
     def _error(
-        self, result: CommandResult, found: Classification, attempts: int, deadline: float
+        self,
+        result: CommandResult,
+        found: Classification,
+        attempts: int,
+        deadline: float,
+        *,
+        out_of_time: float | None = None,
     ) -> errors.KubectlError:
-        redactor = self._shared.redactor
+        redactor = self._redactor
         command = self.describe(result.argv)
         words = redactor.text(found.message) or "(no message on stderr)"
         if found.error_class is errors.KubectlTimeout:
@@ -282,6 +302,8 @@ class Kubectl:
         else:
             summary = f"kubectl failed: {words}"
         tried = f"{attempts} attempts" if attempts > 1 else "1 attempt"
+        if out_of_time is not None:
+            tried += f", no retry within the total deadline of {out_of_time:g}s"
         rc = "killed" if result.returncode is None else f"exit code {result.returncode}"
         message = f"{summary} [{rc}, {tried}; command: {command}]"
         returncode = found.returncode if found.returncode is not None else result.returncode
@@ -293,6 +315,9 @@ class Kubectl:
             reason=found.reason,
             attempts=attempts,
         )
+
+    def _stream_error(self, result: CommandResult) -> errors.KubectlError:
+        return self._error(result, classify(result.stderr, result.returncode), 1, 0.0)
 
     def stream(
         self,
@@ -315,10 +340,17 @@ class Kubectl:
         if request_timeout is not None:
             at = argv.index("--request-timeout", 1)
             argv = (*argv[: at + 1], _seconds(request_timeout), *argv[at + 2 :])
+        env = self.env()
+
+        def record(result: CommandResult, how: str) -> None:
+            self._record(result, None, None, env, 1, stream=how, purpose=purpose)
+
         return KubectlStream(
-            self,
             argv,
-            self.env(),
+            env,
+            record=record,
+            error=self._stream_error,
+            describe=self.describe,
             on_exit=on_exit,
             max_buffered=max_buffered if max_buffered is not None else self.max_output,
             grace=grace,

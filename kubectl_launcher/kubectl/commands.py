@@ -18,7 +18,7 @@ Two decisions live here:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 Argv = tuple[str, ...]
@@ -112,14 +112,3 @@ def merge_patch(kind: str, name: str, patch: Mapping[str, Any]) -> Argv:
     """Merge-patch one object (e.g. manifest.owner_patch: its only ownerReference, which GC follows)."""
     body = json.dumps(patch, separators=(",", ":"), sort_keys=True)
     return ("patch", kind, name, "--type", "merge", "--patch", body, "--output", "name")
-
-
-def label_selector(labels: Mapping[str, str]) -> str:
-    """``k=v,k2=v2`` (equality only)."""
-    return ",".join(f"{key}={value}" for key, value in labels.items())
-
-
-def list_by_labels(kinds: Iterable[str], labels: Mapping[str, str], *, output: str = "name") -> Argv:
-    """Everything of ``kinds`` carrying all ``labels``. ``--output name`` by default: a JSON list of
-    Secrets would carry their data."""
-    return ("get", ",".join(kinds), "--selector", label_selector(labels), "--output", output)

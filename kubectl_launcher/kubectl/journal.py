@@ -1,4 +1,8 @@
-"""The command journal: every kubectl command as a pasteable shell line plus a JSON-lines twin."""
+"""The command journal's writer: every kubectl command as a pasteable shell line plus a JSON-lines twin.
+
+The format is defined here (the .sh header and comments, the .jsonl fields, the JSON output digest);
+replay.py reads it back and re-runs it.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,14 @@ import datetime
 import hashlib
 import json
 import os
-import re
 import shlex
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-if TYPE_CHECKING:
-    from kubectl_launcher.kubectl import CommandResult
-
-REDACTED = "***"
-
-# Flags whose value is a credential. Both `--flag=value` and `--flag value` are covered.
-_SECRET_FLAGS = frozenset({"--token", "--password", "--username", "--client-key-data", "--auth-provider-arg"})
-# `--from-literal=key=value` puts a Secret's value on the command line; keep the key, hide the value.
-_LITERAL_FLAGS = frozenset({"--from-literal"})
-_SECRET_ENV_WORDS = ("TOKEN", "PASSWORD", "SECRET", "CREDENTIAL")
-_TEXT_PATTERNS = (
-    (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)(--token[= ])[^\s\"',;]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)(\"?(?:token|password|client-key-data)\"?\s*[:=]\s*\"?)[^\s\"',;]+"), r"\1" + REDACTED),
-)
-# Registered values shorter than this would mangle ordinary text; real secrets are longer.
-_MIN_SECRET_LENGTH = 4
+from kubectl_launcher.kubectl.redact import Redactor
+from kubectl_launcher.kubectl.runner import CommandResult, StdinDigest, StdinRecord
+from kubectl_launcher.kubectl.stderr import clean_excerpt
 
 SH_HEADER = """\
 #!/bin/sh
@@ -44,66 +32,8 @@ SH_HEADER = """\
 """
 
 
-class Redactor:
-    """Replaces credentials in argv, environments and free text. Thread-safe; shared by copies."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        """Never write `value` anywhere from now on."""
-        if len(value) >= _MIN_SECRET_LENGTH:
-            with self._lock:
-                self._secrets.add(value)
-
-    def text(self, text: str) -> str:
-        with self._lock:
-            secrets = sorted(self._secrets, key=len, reverse=True)
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        for pattern, replacement in _TEXT_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
-
-    def argv(self, argv: Sequence[str]) -> list[str]:
-        out: list[str] = []
-        hide_next = False
-        for arg in argv:
-            if hide_next:
-                out.append(REDACTED)
-                hide_next = False
-                continue
-            flag, eq, value = arg.partition("=")
-            if flag in _SECRET_FLAGS:
-                if eq:
-                    out.append(f"{flag}={REDACTED}")
-                else:
-                    out.append(arg)
-                    hide_next = True
-                continue
-            if flag in _LITERAL_FLAGS and eq:
-                key = value.partition("=")[0]
-                out.append(f"{flag}={key}={REDACTED}")
-                continue
-            out.append(self.text(arg))
-        return out
-
-    def env(self, env: Mapping[str, str]) -> dict[str, str]:
-        return {
-            key: REDACTED if any(word in key.upper() for word in _SECRET_ENV_WORDS) else self.text(value)
-            for key, value in env.items()
-        }
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _chain(text: str, redactors: Iterable[Redactor]) -> str:
-    for redactor in redactors:
-        text = redactor.text(text)
-    return text
 
 
 def shell_line(
@@ -122,16 +52,6 @@ def shell_line(
             rebuild = f"{prefix} {rebuild}"
         command = f"{rebuild} | {command}"
     return command
-
-
-def clean_excerpt(text: str, limit: int = 2048) -> str:
-    """One line: control characters dropped, whitespace collapsed, head and tail kept within `limit`."""
-    text = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text)
-    text = " ".join(text.split())
-    if len(text) > limit:
-        half = (limit - 5) // 2
-        text = f"{text[:half]} ... {text[-half:]}"
-    return text
 
 
 def iso_utc(epoch: float) -> str:
@@ -212,59 +132,21 @@ def wants_json(argv: Sequence[str]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class StdinDigest:
-    """What the journal keeps of stdin streamed from a file: its size and digest (None when unknown)."""
-
-    size: int | None
-    sha256: str | None
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One recorded command, as read back from the JSON-lines file."""
-
-    index: int
-    data: Mapping[str, Any]
-
-    @property
-    def shell(self) -> str:
-        return str(self.data.get("shell", ""))
-
-    @property
-    def argv(self) -> list[str]:
-        return [str(a) for a in self.data.get("argv", [])]
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in dict(self.data.get("env") or {}).items()}
-
-    @property
-    def returncode(self) -> int | None:
-        rc = self.data.get("returncode")
-        return int(rc) if rc is not None else None
-
-    @property
-    def stdin(self) -> Mapping[str, Any] | None:
-        note = self.data.get("stdin")
-        return note if isinstance(note, Mapping) else None
-
-
 class Journal:
-    """Appends to `<directory>/<name>.sh` and `<directory>/<name>.jsonl`; safe to share between threads."""
+    """Appends to `<directory>/<name>.sh` and `<directory>/<name>.jsonl`; safe to share between threads.
 
-    def __init__(self, directory: str, name: str = "journal", *, redactor: Redactor | None = None) -> None:
+    A journal has no redaction registry of its own: whoever records into it hands over theirs, which
+    is always the site's (`Kubectl` passes its own, shared with its `for_job` copies). So a secret
+    registered once, through `Kubectl.redact`, is hidden in the site journal and in every job journal.
+    """
+
+    def __init__(self, directory: str, name: str = "journal") -> None:
         self.directory = directory
         self.name = name
         self.sh_path = os.path.join(directory, f"{name}.sh")
         self.jsonl_path = os.path.join(directory, f"{name}.jsonl")
-        self.redactor = redactor or Redactor()
         self._lock = threading.Lock()
         self._next_index: int | None = None
-
-    def redact(self, value: str) -> None:
-        """Register a secret value: it is replaced by *** wherever it would be written."""
-        self.redactor.add(value)
 
     def _open_append(self, path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -277,7 +159,7 @@ class Journal:
             count = 0
             if os.path.exists(self.jsonl_path):
                 with open(self.jsonl_path, encoding="utf-8") as existing:
-                    count = sum(1 for line in existing if line.strip() and not _is_note(line))
+                    count = sum(1 for line in existing if line.strip() and not is_note(line))
             if not os.path.exists(self.sh_path) or os.path.getsize(self.sh_path) == 0:
                 fd = self._open_append(self.sh_path)
                 try:
@@ -292,10 +174,10 @@ class Journal:
         result: CommandResult,
         *,
         stdin: bytes | StdinDigest | None = None,
-        stdin_record: Any = None,
+        redactor: Redactor,
+        stdin_record: StdinRecord | None = None,
         env: Mapping[str, str] | None = None,
         attempt: int = 1,
-        redactor: Redactor | None = None,
         stream: str | None = None,
         purpose: str = "",
     ) -> int:
@@ -308,40 +190,30 @@ class Journal:
         `stream` marks a long-running command (a watch, logs -f) recorded when it ended: "ended" by
         itself, "stopped" by us, or "overflowed" (stopped because nobody read it). Replay skips it.
         """
-        redactors = [r for r in (redactor, self.redactor) if r is not None]
-
-        def red_argv(argv: Sequence[str]) -> list[str]:
-            out = list(argv)
-            for r in redactors:
-                out = r.argv(out)
-            return out
-
-        argv = red_argv(result.argv)
-        child_env = dict(env or {})
-        for r in redactors:
-            child_env = r.env(child_env)
+        argv = redactor.argv(result.argv)
+        child_env = redactor.env(env or {})
         stdin_note: dict[str, Any] | None = None
         rebuild: list[str] | None = None
         if stdin is not None:
             digest = stdin if isinstance(stdin, StdinDigest) else StdinDigest(len(stdin), _sha256(stdin))
             size = "an unknown number of" if digest.size is None else str(digest.size)
-            description = getattr(stdin_record, "description", None) or f"{size} bytes"
-            rebuild_argv = getattr(stdin_record, "rebuild_argv", None)
-            rebuild = red_argv(rebuild_argv) if rebuild_argv else None
+            description = (stdin_record.description if stdin_record is not None else "") or f"{size} bytes"
+            rebuild_argv = stdin_record.rebuild_argv if stdin_record is not None else None
+            rebuild = redactor.argv(rebuild_argv) if rebuild_argv else None
             stdin_note = {
-                "description": _chain(str(description), redactors),
+                "description": redactor.text(description),
                 "sha256": digest.sha256,
                 "bytes": digest.size,
                 "rebuild_argv": rebuild,
             }
         shell = shell_line(argv, child_env, rebuild_argv=rebuild)
         failed = result.returncode != 0
-        excerpt = _chain(clean_excerpt(result.stderr, 600), redactors) if failed and result.stderr else ""
+        excerpt = redactor.text(clean_excerpt(result.stderr, 600)) if failed and result.stderr else ""
         data: dict[str, Any] = {
             "started_at": iso_utc(result.started_at),
             "duration": round(result.duration, 3),
             "returncode": result.returncode,
-            "timed_out": bool(getattr(result, "timed_out", False)),
+            "timed_out": result.timed_out,
             "attempt": attempt,
             "purpose": purpose,
             "argv": argv,
@@ -380,12 +252,11 @@ class Journal:
             self._next_index = index + 1
         return index
 
-    def note(self, text: str, *, redactor: Redactor | None = None) -> None:
+    def note(self, text: str, *, redactor: Redactor) -> None:
         """Append a remark for the operator: comment lines in the .sh file, a {"note": ...} line in
         the .jsonl. Redacted like every command; replay skips it."""
-        redactors = [r for r in (redactor, self.redactor) if r is not None]
         clean = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text.replace("\t", " "))
-        clean = _chain(clean, redactors).strip("\n")
+        clean = redactor.text(clean).strip("\n")
         at = iso_utc(datetime.datetime.now(tz=datetime.UTC).timestamp())
         first, *rest = clean.split("\n") or [""]
         lines = [f"\n# note ({at}): {first}".rstrip(), *(f"# {line}".rstrip() for line in rest)]
@@ -411,41 +282,6 @@ _STREAM_ENDS = {
 }
 
 
-def _is_note(line: str) -> bool:
+def is_note(line: str) -> bool:
+    """A line of the .jsonl file written by Journal.note rather than by Journal.record."""
     return line.startswith('{"note":')
-
-
-@dataclass(frozen=True)
-class JournalNote:
-    """A remark written with Journal.note, as read back from the JSON-lines file."""
-
-    text: str
-    at: str
-
-
-def jsonl_path_for(path: str) -> str:
-    """The JSON-lines file of a journal named by its .sh file, its .jsonl file, or its directory."""
-    if os.path.isdir(path):
-        return os.path.join(path, "journal.jsonl")
-    base, ext = os.path.splitext(path)
-    return base + ".jsonl" if ext in (".sh", "") else path
-
-
-def read_journal(path: str) -> list[JournalEntry | JournalNote]:
-    """Commands and notes, in the order they were written."""
-    items: list[JournalEntry | JournalNote] = []
-    with open(jsonl_path_for(path), encoding="utf-8") as source:
-        for number, line in enumerate(source, start=1):
-            if not line.strip():
-                continue
-            data = json.loads(line)
-            if _is_note(line):
-                items.append(JournalNote(str(data.get("note", "")), str(data.get("at", ""))))
-            else:
-                items.append(JournalEntry(int(data.get("index", number)), data))
-    return items
-
-
-def read_entries(path: str) -> list[JournalEntry]:
-    """The commands of a journal, without its notes."""
-    return [item for item in read_journal(path) if isinstance(item, JournalEntry)]

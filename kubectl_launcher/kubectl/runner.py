@@ -18,9 +18,13 @@ from typing import Any, BinaryIO, Protocol
 import sh
 
 from kubectl_launcher import errors
-from kubectl_launcher.kubectl.journal import StdinDigest
-from kubectl_launcher.kubectl.setup import MIN_KUBECTL_VERSION
 
+#: Oldest kubectl client we support, and why. 1.29 is the first release that can run exec/cp over
+#: WebSocket (opt-in through KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true, which we always set; default
+#: from 1.30), the transport the API double and current servers speak. 1.27/1.28 only speak SPDY
+#: for exec/cp and need --validate=false to apply against servers without protobuf OpenAPI.
+#: setup.py checks it; the message for a missing binary names it.
+MIN_KUBECTL_VERSION = (1, 29)
 DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 DEFAULT_MAX_STDERR = 256 * 1024
 # stdin reaches kubectl as a file it reads itself (in memory for bytes, see _stdin_feed). sh writes
@@ -63,6 +67,14 @@ class CommandResult:
     started_at: float = 0.0  # epoch seconds
     timed_out: bool = False  # our deadline killed it
     stdout_truncated: bool = False  # more than the cap was printed; kubectl was stopped
+
+
+@dataclass(frozen=True)
+class StdinDigest:
+    """What the journal keeps of stdin streamed from a file: its size and digest (None when unknown)."""
+
+    size: int | None
+    sha256: str | None
 
 
 @dataclass(frozen=True)

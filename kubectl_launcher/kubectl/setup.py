@@ -6,19 +6,27 @@ import json
 import os
 import re
 import shutil
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from kubectl_launcher import errors
-from kubectl_launcher.kubectl.journal import clean_excerpt
+from kubectl_launcher.kubectl import purpose
+from kubectl_launcher.kubectl.runner import MIN_KUBECTL_VERSION, CommandResult
+from kubectl_launcher.kubectl.stderr import clean_excerpt
 
-if TYPE_CHECKING:
-    from kubectl_launcher.kubectl import Kubectl
 
-#: Oldest kubectl client we support, and why. 1.29 is the first release that can run exec/cp over
-#: WebSocket (opt-in through KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true, which we always set; default
-#: from 1.30), the transport the API double and current servers speak. 1.27/1.28 only speak SPDY
-#: for exec/cp and need --validate=false to apply against servers without protobuf OpenAPI.
-MIN_KUBECTL_VERSION = (1, 29)
+class Kubectl(Protocol):
+    """What the checks need of a Kubectl (client.py), named here so that setup does not import the client."""
+
+    kubectl: str
+    kubeconfig: str | None
+    context: str | None
+
+    def env(self) -> dict[str, str]: ...
+
+    def describe(self, argv: Sequence[str]) -> str: ...
+
+    def run(self, args: Sequence[str], *, check: bool = ..., purpose: str = ...) -> CommandResult: ...
 
 
 def check_setup(kubectl: Kubectl) -> None:
@@ -61,7 +69,7 @@ def _check_kubeconfig(kubectl: Kubectl) -> None:
 
 
 def _check_version(kubectl: Kubectl) -> None:
-    result = kubectl.run(["version", "--client", "--output", "json"], check=False)
+    result = kubectl.run(["version", "--client", "--output", "json"], check=False, purpose=purpose.SETUP)
     if result.returncode != 0:
         raise errors.ConfigError(
             f"`{kubectl.describe(result.argv)}` failed ({clean_excerpt(result.stderr, 300)}); is this a kubectl binary?"
@@ -81,14 +89,14 @@ def _check_context(kubectl: Kubectl) -> None:
     if kubectl.context is None:
         if kubectl.kubeconfig is None and not os.environ.get("KUBECONFIG"):
             return  # may be in-cluster; kubectl decides
-        result = kubectl.run(["config", "current-context"], check=False)
+        result = kubectl.run(["config", "current-context"], check=False, purpose=purpose.SETUP)
         if result.returncode != 0:
             raise errors.ConfigError(
                 "the kubeconfig has no current context and none was given; pass context=<name> "
                 f"({clean_excerpt(result.stderr, 300)})"
             )
         return
-    result = kubectl.run(["config", "get-contexts", "--output", "name"], check=False)
+    result = kubectl.run(["config", "get-contexts", "--output", "name"], check=False, purpose=purpose.SETUP)
     if result.returncode != 0:
         raise errors.ConfigError(f"cannot list the kubeconfig's contexts: {clean_excerpt(result.stderr, 300)}")
     names = result.stdout.split()

@@ -1,4 +1,7 @@
-"""kubectl's stderr → the error class to raise and whether a retry can help (pure: text in, verdict out)."""
+"""kubectl's stderr → the error class to raise and whether a retry can help (pure: text in, verdict out).
+
+Also `clean_excerpt`, the one way stderr is cut down before it reaches a message or a journal line.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import re
 from dataclasses import dataclass
 
 from kubectl_launcher import errors
-from kubectl_launcher.kubectl.journal import clean_excerpt
 
 # klog's own lines (I0102 15:04:05.000000 ...): kubectl's diagnostics, never its verdict.
 _KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ ")
@@ -49,6 +51,16 @@ _UNABLE = re.compile(r"^Unable to connect to the server: ")
 _CONFIG = re.compile(r"^(Error in configuration: |error: stat |error: current-context)")
 _GENERIC = re.compile(r"^error: ")
 _HEADERS = (_REMOTE_EXIT, _SERVER_REASON, _SERVER_NO_REASON, _UNAUTHORIZED, _INVALID, _REFUSED, _UNABLE, _CONFIG)
+
+
+def clean_excerpt(text: str, limit: int = 2048) -> str:
+    """One line: control characters dropped, whitespace collapsed, head and tail kept within `limit`."""
+    text = "".join(ch if ch.isprintable() or ch.isspace() else " " for ch in text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        half = (limit - 5) // 2
+        text = f"{text[:half]} ... {text[-half:]}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -117,4 +129,4 @@ def classify(stderr: str, returncode: int | None, *, timed_out: bool = False) ->
     return Classification(errors.KubectlError, "Unknown", message)
 
 
-__all__ = ["Classification", "classify", "message_lines"]
+__all__ = ["Classification", "classify", "clean_excerpt", "message_lines"]

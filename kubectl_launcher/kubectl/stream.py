@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import sh
 
@@ -21,10 +21,6 @@ from kubectl_launcher.kubectl.runner import (
     kubectl_command,
     sh_log_context,
 )
-from kubectl_launcher.kubectl.stderr import classify
-
-if TYPE_CHECKING:
-    from kubectl_launcher.kubectl import Kubectl
 
 _log = logging.getLogger(__name__)
 
@@ -133,14 +129,20 @@ class KubectlStream:
     code, how it ended, a pasteable line) and then `on_exit(result)` runs, on the stream's own
     thread. Lines nobody reads are kept up to `max_buffered` bytes; beyond that kubectl is stopped
     and `overflowed` is True: read a stream promptly or stop it.
+
+    What it needs of its Kubectl comes through the constructor: `record(result, how)` journals the
+    end ("ended" / "stopped" / "overflowed"), `error(result)` builds the typed, redacted error of a
+    failed end, `describe(argv)` names the command in messages (redacted).
     """
 
     def __init__(
         self,
-        kubectl: Kubectl,
         argv: tuple[str, ...],
         env: Mapping[str, str],
         *,
+        record: Callable[[CommandResult, str], None],
+        error: Callable[[CommandResult], errors.KubectlError],
+        describe: Callable[[Sequence[str]], str],
         on_exit: Callable[[CommandResult], None] | None,
         max_buffered: int,
         grace: float,
@@ -149,8 +151,9 @@ class KubectlStream:
     ) -> None:
         self.argv = argv
         self.purpose = purpose
-        self._kubectl = kubectl
-        self._env = env
+        self._record = record
+        self._error = error
+        self._describe = describe
         self._on_exit = on_exit
         self._max_buffered = max_buffered
         self._grace = grace
@@ -196,7 +199,7 @@ class KubectlStream:
 
     def documents(self) -> Iterator[dict[str, Any]]:
         """The JSON objects kubectl prints one after another (indented, as `-o json` does)."""
-        return iter_json_objects(self, limit=self._max_buffered, command=self._kubectl.describe(self.argv))
+        return iter_json_objects(self, limit=self._max_buffered, command=self._describe(self.argv))
 
     def _take(self) -> str:
         line = self._lines.popleft()
@@ -227,8 +230,7 @@ class KubectlStream:
         result = self.result
         if result is None or result.returncode == 0 or self.stopped:
             return None
-        found = classify(result.stderr, result.returncode)
-        return self._kubectl._error(result, found, 1, 0.0)
+        return self._error(result)
 
     def wait(self, timeout: float | None = None) -> CommandResult | None:
         """Wait for kubectl to exit (by itself: this does not stop it); None if still running."""
@@ -294,9 +296,9 @@ class KubectlStream:
         )
         how = "overflowed" if self.overflowed else "stopped" if self.stopped else "ended"
         try:  # journaled before wait() returns, so that a caller finds the entry
-            self._kubectl._record(result, None, None, self._env, 1, stream=how, purpose=self.purpose)
+            self._record(result, how)
         except OSError:
-            _log.exception("cannot journal %s", self._kubectl.describe(self.argv))
+            _log.exception("cannot journal %s", self._describe(self.argv))
         with self._cond:
             self.result = result
             self._ended.set()
@@ -305,7 +307,7 @@ class KubectlStream:
             try:
                 self._on_exit(result)
             except Exception:
-                _log.exception("on_exit of %s failed", self._kubectl.describe(self.argv))
+                _log.exception("on_exit of %s failed", self._describe(self.argv))
 
 
 def iter_json_objects(lines: Iterable[str], *, limit: int, command: str = "kubectl") -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ from kubectl_launcher.domain.names import JOB_LABEL
 from kubectl_launcher.domain.plan import LaunchPlan
 from kubectl_launcher.errors import ConfigError, KubectlAlreadyExists, KubectlError, KubectlNotFound
 from kubectl_launcher.kubectl import Kubectl, StdinRecord, commands
+from kubectl_launcher.kubectl.purpose import SECRET
 
 __all__ = ["LaunchSecrets", "carries_labels", "raise_if_validation", "startup_kit_files"]
 
@@ -51,17 +52,16 @@ def raise_if_validation(error: KubectlError) -> None:
 
 
 class LaunchSecrets:
-    """The Secrets of one launch.
+    """The Secrets of one launch, in the namespace of its Kubectl (the one place it is held).
 
     ``created`` is the launch's list of (kind, name) it made, shared with the launch that deletes
-    them again when a later step fails; ``shell`` turns an argv into the command a human can run.
+    them again when a later step fails.
     """
 
     def __init__(
         self,
         kubectl: Kubectl,
         plan: LaunchPlan,
-        namespace: str,
         *,
         validate: bool,
         created: list[tuple[str, str]],
@@ -69,7 +69,6 @@ class LaunchSecrets:
     ) -> None:
         self.kubectl = kubectl
         self.plan = plan
-        self.namespace = namespace
         self.validate = validate
         self.created = created
         self.logger = logger
@@ -82,7 +81,7 @@ class LaunchSecrets:
             with open(path, "rb") as f:
                 data[key] = f.read()
         site_labels = {k: v for k, v in plan.labels.items() if k != JOB_LABEL}
-        body = build_secret_manifest(plan.startup_secret_name, self.namespace, data, site_labels)
+        body = build_secret_manifest(plan.startup_secret_name, self.kubectl.namespace, data, site_labels)
         record = StdinRecord(
             f"Secret {plan.startup_secret_name} with the startup kit's {', '.join(data) or 'no files'} "
             "(contents withheld)",
@@ -98,7 +97,7 @@ class LaunchSecrets:
         """The job's own Secret with its credentials; a failed launch deletes it."""
         plan = self.plan
         data = {key: value.encode() for key, value in plan.credential_env.items()}
-        body = build_secret_manifest(plan.credential_secret_name, self.namespace, data, plan.labels)
+        body = build_secret_manifest(plan.credential_secret_name, self.kubectl.namespace, data, plan.labels)
         record = StdinRecord(
             f"Secret {plan.credential_secret_name} with the job's {', '.join(data) or 'no credentials'} "
             "(values withheld; they exist only in the parent process)"
@@ -110,7 +109,7 @@ class LaunchSecrets:
         name = self.plan.credential_secret_name
         try:
             owner = owner_reference(pod)
-            self.kubectl.run(commands.merge_patch("secret", name, owner_patch(owner)), idempotent=True)
+            self.kubectl.run(commands.merge_patch("secret", name, owner_patch(owner)), idempotent=True, purpose=SECRET)
         except (KubectlError, ValueError) as e:
             self.logger.warning(
                 f"failed to set ownerReference on Secret {name}: {e}; "
@@ -130,7 +129,10 @@ class LaunchSecrets:
             self.created.append(("secret", name))
         try:
             self.kubectl.run(
-                commands.create_secret_from_stdin(validate=self.validate), stdin=stdin, stdin_record=record
+                commands.create_secret_from_stdin(validate=self.validate),
+                stdin=stdin,
+                stdin_record=record,
+                purpose=SECRET,
             )
             return
         except KubectlAlreadyExists:
@@ -143,7 +145,7 @@ class LaunchSecrets:
                 self.created.remove(("secret", name))
             remove = self.kubectl.describe(self.kubectl.argv(commands.delete_secret(name)))
             raise RuntimeError(
-                f"Secret {name} exists in namespace {self.namespace} and was not created by "
+                f"Secret {name} exists in namespace {self.kubectl.namespace} and was not created by "
                 f"kubectl-launcher for this site; remove it ({remove}) or use another namespace"
             )
         try:
@@ -152,14 +154,18 @@ class LaunchSecrets:
                 stdin=stdin,
                 stdin_record=record,
                 idempotent=True,
+                purpose=SECRET,
             )
         except KubectlNotFound:
             # Deleted between our create and replace (garbage collection of an old job's Secret).
             self.kubectl.run(
-                commands.create_secret_from_stdin(validate=self.validate), stdin=stdin, stdin_record=record
+                commands.create_secret_from_stdin(validate=self.validate),
+                stdin=stdin,
+                stdin_record=record,
+                purpose=SECRET,
             )
 
     def _is_ours(self, kind: str, name: str, labels: Mapping[str, str]) -> bool:
         # Only the metadata: a Secret's data never comes back to this process.
-        metadata = self.kubectl.get_json(commands.get_metadata(kind, name))
+        metadata = self.kubectl.get_json(commands.get_metadata(kind, name), purpose=SECRET)
         return carries_labels((metadata or {}).get("labels"), labels)

@@ -14,7 +14,8 @@ from localkube.testing import SDK_BIN
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import Kubectl, StdinRecord
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
+from tests.support.journals import recorded_commands
 
 try:
     from tests.support.status_server import Answer, StatusServer, running_status_server
@@ -172,7 +173,7 @@ def test_our_deadline_kills_a_hanging_kubectl(
     assert caught.value.returncode is None
     assert "did not finish within 1s and was killed" in str(caught.value)
     assert kubectl_processes(kubeconfig) == []
-    (entry,) = read_entries(str(tmp_path / "journal"))
+    (entry,) = recorded_commands(str(tmp_path / "journal"))
     assert entry.returncode is None and entry.data["timed_out"] is True
 
 

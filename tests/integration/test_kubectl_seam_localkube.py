@@ -14,7 +14,8 @@ from localkube.testing import wait_until
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
+from tests.support.journals import recorded_commands
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_megabytes_of_stdin_reach_the_pod_byte_identical(kubectl: Kubectl, tmp_p
         seconds = time.monotonic() - started
         assert result.stdout.split() == [digest, "-"], label
         print(f"{label}: {len(data) / 2**20:.1f} MiB in {seconds:.2f}s")  # a figure, not an assertion
-    entries = read_entries(str(tmp_path / "journal"))
+    entries = recorded_commands(str(tmp_path / "journal"))
     fed = [e.stdin for e in entries if e.stdin is not None]
     assert [note["sha256"] for note in fed] == [digest, digest]
     assert fed[1]["rebuild_argv"] == ["cat", str(source)]
@@ -131,7 +132,7 @@ def test_a_watch_sees_a_pod_go_through_its_phases_and_stop_leaves_no_kubectl(kub
     assert phases[0] == "Pending" and phases[-2:] == ["Running", "Failed"]
     assert stream.stopped and stream.error is None
     assert kubectl_processes(marker) == []
-    streamed = [e for e in read_entries(str(tmp_path / "journal")) if e.data.get("stream")]
+    streamed = [e for e in recorded_commands(str(tmp_path / "journal")) if e.data.get("stream")]
     assert [e.data["stream"] for e in streamed] == ["stopped"]
     assert streamed[0].argv[-len(watch_args("x")) :] == list(watch_args("seam-phases"))
     kubectl.run(("delete", "pod", "phases", "--wait=false"))

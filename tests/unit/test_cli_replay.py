@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher import cli
-from kubectl_launcher.cli import Replayer
 from kubectl_launcher.kubectl import CommandResult, StdinRecord
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.kubectl.redact import Redactor
+from kubectl_launcher.kubectl.replay import Replayer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
+from tests.support.journals import recorded_commands
 
 ENV = {"KUBERC": "off"}
+SITE = Redactor()  # the site's registry, as Kubectl hands it to its journals (nothing registered)
 POD = {"kind": "Pod", "metadata": {"name": "x", "resourceVersion": "1"}, "status": {"phase": "Running"}}
 
 
@@ -39,15 +42,20 @@ class FakeRunner(ScriptedRunner):
 
 def write_journal(directory: Path) -> Journal:
     journal = Journal(str(directory))
-    journal.record(CommandResult(("kubectl", "get", "pod", "x", "-o", "json"), 0, json.dumps(POD)), env=ENV)
     journal.record(
-        CommandResult(("kubectl", "delete", "pod", "y"), 1, "", "Error from server (NotFound): y\n"), env=ENV
+        CommandResult(("kubectl", "get", "pod", "x", "-o", "json"), 0, json.dumps(POD)), env=ENV, redactor=SITE
+    )
+    journal.record(
+        CommandResult(("kubectl", "delete", "pod", "y"), 1, "", "Error from server (NotFound): y\n"),
+        env=ENV,
+        redactor=SITE,
     )
     journal.record(
         CommandResult(("kubectl", "apply", "-f", "-"), 0, "pod/x"),
         stdin=b"SECRET",
         stdin_record=StdinRecord("the secret", ("cat", "/src/secret.json")),
         env=ENV,
+        redactor=SITE,
     )
     return journal
 
@@ -73,7 +81,7 @@ def test_replay_reports_same_when_results_match(tmp_path: Path) -> None:
     changed = dict(POD, metadata={"name": "x", "resourceVersion": "77"})
     runner = FakeRunner([(0, json.dumps(changed), ""), (1, "", "NotFound"), (0, "pod/x", "")], b"SECRET")
     out = io.StringIO()
-    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert Replayer(runner, out=out).run(recorded_commands(str(tmp_path))) == 0
     assert out.getvalue().count("same") == 3
     # argv lists, and stdin rebuilt by its command
     assert runner.ran[2] == (["cat", "/src/secret.json"], None)
@@ -85,7 +93,7 @@ def test_replay_stops_at_the_first_difference_and_shows_both(tmp_path: Path) -> 
     failed = dict(POD, status={"phase": "Failed"})
     runner = FakeRunner([(0, json.dumps(failed), "")])
     out = io.StringIO()
-    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 1
+    assert Replayer(runner, out=out).run(recorded_commands(str(tmp_path))) == 1
     text = out.getvalue()
     assert "[1] DIFFERENT: output" in text
     assert "phase=Running" in text and "phase=Failed" in text
@@ -97,7 +105,7 @@ def test_keep_going_runs_past_differences(tmp_path: Path) -> None:
     write_journal(tmp_path)
     runner = FakeRunner([(1, "", "Error from server (NotFound): x"), (0, "", ""), (0, "pod/x", "")], b"SECRET")
     out = io.StringIO()
-    assert Replayer(runner, out=out, keep_going=True).run(read_entries(str(tmp_path))) == 1
+    assert Replayer(runner, out=out, keep_going=True).run(recorded_commands(str(tmp_path))) == 1
     assert "[1] DIFFERENT: exit code" in out.getvalue()
     assert "[2] DIFFERENT: exit code" in out.getvalue()
     assert "[3] same" in out.getvalue()
@@ -105,19 +113,19 @@ def test_keep_going_runs_past_differences(tmp_path: Path) -> None:
 
 def test_stdin_that_was_not_recorded_is_reported_not_replayable(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "apply", "-f", "-"), 0), stdin=b"x", env=ENV)
+    journal.record(CommandResult(("kubectl", "apply", "-f", "-"), 0), stdin=b"x", env=ENV, redactor=SITE)
     out = io.StringIO()
     runner = FakeRunner([])
-    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 1
+    assert Replayer(runner, out=out).run(recorded_commands(str(tmp_path))) == 1
     assert "[1] not replayable: stdin" in out.getvalue()
     assert runner.ran == []
 
 
 def test_redacted_commands_are_not_replayed(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "--token=abcdef", "get", "pods"), 0), env=ENV)
+    journal.record(CommandResult(("kubectl", "--token=abcdef", "get", "pods"), 0), env=ENV, redactor=SITE)
     out = io.StringIO()
-    assert Replayer(FakeRunner([]), out=out).run(read_entries(str(tmp_path))) == 1
+    assert Replayer(FakeRunner([]), out=out).run(recorded_commands(str(tmp_path))) == 1
     assert "redacted" in out.getvalue()
 
 
@@ -127,7 +135,7 @@ def test_step_reads_answers_from_a_non_tty_stdin(tmp_path: Path) -> None:
     out = io.StringIO()
     runner = FakeRunner([(1, "", "NotFound")])
     ask = cli._stdin_asker(answers, out)
-    assert Replayer(runner, out=out, ask=ask).run(read_entries(str(tmp_path))) == 0
+    assert Replayer(runner, out=out, ask=ask).run(recorded_commands(str(tmp_path))) == 0
     assert "[1] skipped" in out.getvalue()
     assert "[2] same" in out.getvalue()
     assert "stopped by the operator" in out.getvalue()
@@ -136,9 +144,9 @@ def test_step_reads_answers_from_a_non_tty_stdin(tmp_path: Path) -> None:
 
 def test_kubectl_override_replaces_the_recorded_binary(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV, redactor=SITE)
     runner = FakeRunner([(0, "", "")])
-    Replayer(runner, out=io.StringIO(), kubectl="/opt/kubectl").run(read_entries(str(tmp_path)))
+    Replayer(runner, out=io.StringIO(), kubectl="/opt/kubectl").run(recorded_commands(str(tmp_path)))
     assert runner.ran[0][0][0] == "/opt/kubectl"
 
 
@@ -167,9 +175,9 @@ def test_notes_are_printed_as_comments_by_dry_run_and_never_replayed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
-    journal.note("results not collected;\nrecover them with: kubectl cp pod:/ws here")
-    journal.record(CommandResult(("kubectl", "delete", "pod", "x"), 0), env=ENV)
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV, redactor=SITE)
+    journal.note("results not collected;\nrecover them with: kubectl cp pod:/ws here", redactor=SITE)
+    journal.record(CommandResult(("kubectl", "delete", "pod", "x"), 0), env=ENV, redactor=SITE)
     assert cli.main(["replay", journal.sh_path, "--dry-run", "--from", "2"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "# results not collected;",
@@ -178,7 +186,7 @@ def test_notes_are_printed_as_comments_by_dry_run_and_never_replayed(
     ]
     runner = FakeRunner([(0, "", ""), (0, "", "")])
     out = io.StringIO()
-    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert Replayer(runner, out=out).run(recorded_commands(str(tmp_path))) == 0
     assert [argv for argv, _ in runner.ran] == [["kubectl", "get", "pods"], ["kubectl", "delete", "pod", "x"]]
 
 
@@ -186,13 +194,15 @@ def test_a_recorded_stream_is_printed_by_dry_run_but_not_replayed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "get", "pods", "--watch"), 0, "", "", 31.0), env=ENV, stream="ended")
-    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV)
+    journal.record(
+        CommandResult(("kubectl", "get", "pods", "--watch"), 0, "", "", 31.0), env=ENV, redactor=SITE, stream="ended"
+    )
+    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env=ENV, redactor=SITE)
     assert cli.main(["replay", journal.sh_path, "--dry-run"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed == ["KUBERC=off kubectl get pods --watch", "KUBERC=off kubectl get pods"]
     runner = FakeRunner([(0, "", "")])
     out = io.StringIO()
-    assert Replayer(runner, out=out).run(read_entries(str(tmp_path))) == 0
+    assert Replayer(runner, out=out).run(recorded_commands(str(tmp_path))) == 0
     assert "[1] long-running (a watch or logs -f): not replayed" in out.getvalue()
     assert [argv for argv, _ in runner.ran] == [["kubectl", "get", "pods"]]

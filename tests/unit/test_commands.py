@@ -121,19 +121,6 @@ def test_merge_patch_of_an_owner_is_compact() -> None:
     assert argv[7:] == ("--output", "name")
 
 
-def test_list_by_labels_defaults_to_names_so_secrets_bring_no_data() -> None:
-    labels = {"app.kubernetes.io/managed-by": "kubectl-launcher", "kubectl-launcher/site": "site-1-f505dccd"}
-    assert commands.list_by_labels(["pods", "secrets"], labels) == (
-        "get",
-        "pods,secrets",
-        "--selector",
-        "app.kubernetes.io/managed-by=kubectl-launcher,kubectl-launcher/site=site-1-f505dccd",
-        "--output",
-        "name",
-    )
-    assert commands.list_by_labels(["pods"], labels, output="json")[-1] == "json"
-
-
 @pytest.mark.parametrize(
     "argv",
     [
@@ -143,7 +130,6 @@ def test_list_by_labels_defaults_to_names_so_secrets_bring_no_data() -> None:
         commands.get_pod_events("p"),
         commands.delete_pod("p"),
         commands.merge_patch("secret", "s", owner_patch({"uid": "u"})),
-        commands.list_by_labels(["pods"], {"a": "b"}),
     ],
 )
 def test_builders_return_tuples_of_strings_without_global_flags(argv: tuple[str, ...]) -> None:

@@ -17,6 +17,7 @@ from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import TransferError
 from kubectl_launcher.handle import K8sJobHandle, PodReadStatus
 from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
+from kubectl_launcher.objects.job_pod import JobPod
 from tests.support import fake_runner
 from tests.support.fake_runner import RunnerCall
 
@@ -106,12 +107,9 @@ class Rig:
         kwargs.setdefault("namespace", NS)
         kwargs.setdefault("pod_name", POD)
         kwargs.setdefault("credential_secret_name", SECRET)
-        handle = K8sJobHandle(
-            "j550e8400-e29b-41d4-a716-446655440000", self.kubectl, copy.deepcopy(JOB_CONFIG), **kwargs
-        )
-        handle._clock = self.clock.time
-        handle._sleep = self.clock.sleep
-        return handle
+        kwargs.setdefault("clock", self.clock.time)
+        kwargs.setdefault("sleep", self.clock.sleep)
+        return K8sJobHandle("j550e8400-e29b-41d4-a716-446655440000", self.kubectl, copy.deepcopy(JOB_CONFIG), **kwargs)
 
     def pod(self, fixture: str) -> Rig:
         self.runner.expect(GET_POD, pod_json(fixture))
@@ -188,8 +186,8 @@ def test_a_handle_without_kubectl_refuses_to_poll() -> None:
 
 def test_a_handle_failed_at_launch_polls_its_outcome_without_kubectl() -> None:
     handle = K8sJobHandle("job1", None, JOB_CONFIG)
-    handle.terminal_state = JobState.TERMINATED
-    handle.terminal_return_code = 101
+    assert handle.end(JobState.TERMINATED, 101) is True
+    assert handle.end(JobState.SUCCEEDED) is False  # the first outcome stays
     assert handle.poll() == 101
     handle.wait()
     assert handle.enter_states(JobState.RUNNING) is False
@@ -428,8 +426,7 @@ def test_a_refusing_server_is_logged_loudly_and_fails_the_job_after_the_limit(
     for _ in range(4):
         rig.fail(GET_POD, FORBIDDEN)
     rig.fail(DELETE_POD, FORBIDDEN).fail(DELETE_SECRET, FORBIDDEN)
-    handle = rig.handle()
-    handle.permanent_failure_limit = 3
+    handle = rig.handle(permanent_failure_limit=3)
     with caplog.at_level(logging.INFO):
         handle.wait()
     assert handle.poll() == 101
@@ -442,8 +439,7 @@ def test_a_refusing_server_is_logged_loudly_and_fails_the_job_after_the_limit(
 def test_a_refusal_that_ends_keeps_the_job_alive(rig: Rig) -> None:
     rig.fail(GET_POD, FORBIDDEN).fail(GET_POD, FORBIDDEN).pod("running.json")
     rig.fail(GET_POD, FORBIDDEN).fail(GET_POD, FORBIDDEN).pod("running.json")
-    handle = rig.handle()
-    handle.permanent_failure_limit = 2
+    handle = rig.handle(permanent_failure_limit=2)
     codes = []
     for _ in range(6):
         codes.append(handle.poll())
@@ -454,8 +450,7 @@ def test_a_refusal_that_ends_keeps_the_job_alive(rig: Rig) -> None:
 def test_no_limit_means_a_refusing_server_never_fails_the_job(rig: Rig) -> None:
     for _ in range(5):
         rig.fail(GET_POD, FORBIDDEN)
-    handle = rig.handle()
-    handle.permanent_failure_limit = None
+    handle = rig.handle(permanent_failure_limit=None)
     for _ in range(5):
         assert handle.poll() == 127
         rig.clock.sleep(1000)
@@ -502,10 +497,13 @@ def test_terminate_without_a_credential_secret_deletes_only_the_pod(rig: Rig) ->
 
 def test_terminate_uses_the_handles_namespace_when_kubectl_has_another() -> None:
     r = Rig(namespace="default")
-    r.runner.expect((*DELETE_POD, "--namespace", NS))
-    r.runner.expect((*DELETE_SECRET, "--namespace", NS))
-    r.handle().terminate()
+    r.runner.expect(DELETE_POD).expect(DELETE_SECRET)
+    handle = r.handle()
+    handle.terminate()
     assert r.runner.unexpected == [] and not r.runner.script
+    assert handle.namespace == NS and r.kubectl.namespace == "default"
+    for call in r.runner.received:  # one --namespace, the handle's: no second flag appended
+        assert [call.argv[i + 1] for i, word in enumerate(call.argv) if word == "--namespace"] == [NS]
 
 
 def test_terminate_from_another_thread_wins_over_a_poll_in_flight(rig: Rig) -> None:
@@ -605,8 +603,8 @@ def test_a_transfer_error_after_the_job_ran_keeps_the_pod_for_recovery(
 
 def test_the_pod_read_seam_reports_found_gone_and_unavailable(rig: Rig) -> None:
     rig.pod("running.json").gone().fail(GET_POD, FORBIDDEN).fail(GET_POD, REFUSED)
-    handle = rig.handle()
-    found, gone, refused, unreachable = (handle._read_pod() for _ in range(4))
+    pod = JobPod(rig.kubectl, POD)
+    found, gone, refused, unreachable = (pod.read() for _ in range(4))
     assert found.status is PodReadStatus.FOUND and found.pod is not None
     assert found.pod["metadata"]["name"] == POD
     assert gone.status is PodReadStatus.GONE

@@ -1,4 +1,4 @@
-"""Journal formatting, redaction and the JSON-lines twin."""
+"""Journal formatting, redaction through the registry it is handed, and the JSON-lines twin."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ import shlex
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 from kubectl_launcher.kubectl import CommandResult, StdinRecord
-from kubectl_launcher.kubectl.journal import (
-    Journal,
-    JournalNote,
-    Redactor,
-    json_output_digest,
-    read_entries,
-    read_journal,
-    shell_line,
-)
+from kubectl_launcher.kubectl.journal import Journal, json_output_digest, shell_line
+from kubectl_launcher.kubectl.redact import Redactor
+from kubectl_launcher.kubectl.replay import JournalNote, read_journal
+from tests.support.journals import recorded_commands
 
 ENV = {"KUBERC": "off", "KUBECACHEDIR": "/tmp/cache dir"}
 ARGV = ("kubectl", "--kubeconfig", "/k/config", "--namespace", "default", "get", "pod", "x", "--output", "json")
+
+
+def record(journal: Journal, command: CommandResult, **options: Any) -> int:
+    """Journal.record with a registry of its own, as each Kubectl hands over its site's."""
+    return journal.record(command, redactor=Redactor(), **options)
 
 
 def result(argv: tuple[str, ...] = ARGV, rc: int | None = 0, stdout: str = "", stderr: str = "") -> CommandResult:
@@ -42,12 +43,12 @@ def test_shell_line_is_pasteable_with_the_environment_prefix() -> None:
 
 def test_entry_has_time_duration_exit_code_and_result(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(result(rc=1, stderr='Error from server (NotFound): pods "x" not found\n'), env=ENV)
+    record(journal, result(rc=1, stderr='Error from server (NotFound): pods "x" not found\n'), env=ENV)
     text = (tmp_path / "journal.sh").read_text()
     assert text.startswith("#!/bin/sh\n")
     assert "# [1] 2023-11-14T22:13:20.500Z took 0.250s, exit code 1" in text
     assert '# stderr: Error from server (NotFound): pods "x" not found' in text
-    (entry,) = read_entries(str(tmp_path / "journal.sh"))
+    (entry,) = recorded_commands(str(tmp_path / "journal.sh"))
     assert entry.index == 1
     assert entry.returncode == 1
     assert entry.data["started_at"] == "2023-11-14T22:13:20.500Z"
@@ -57,7 +58,7 @@ def test_entry_has_time_duration_exit_code_and_result(tmp_path: Path) -> None:
 
 def test_files_are_readable_only_by_their_owner(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path / "j"))
-    journal.record(result())
+    record(journal, result())
     for path in (journal.sh_path, journal.jsonl_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
@@ -67,7 +68,7 @@ def test_secret_stdin_is_recorded_as_digest_and_rebuild_command(tmp_path: Path) 
     secret = b'{"kind":"Secret","data":{"key":"UFJJVkFURS1LRVk="}}'
     rebuild = ("kubectl", "create", "secret", "generic", "s", "--from-file=startup", "--dry-run=client", "-o", "json")
     argv = ("kubectl", "--namespace", "default", "apply", "-f", "-")
-    journal.record(result(argv), stdin=secret, stdin_record=StdinRecord("startup kit of site-1", rebuild), env=ENV)
+    record(journal, result(argv), stdin=secret, stdin_record=StdinRecord("startup kit of site-1", rebuild), env=ENV)
     sh_text = (tmp_path / "journal.sh").read_text()
     jsonl_text = (tmp_path / "journal.jsonl").read_text()
     for text in (sh_text, jsonl_text):
@@ -82,7 +83,7 @@ def test_secret_stdin_is_recorded_as_digest_and_rebuild_command(tmp_path: Path) 
 
 def test_stdin_without_a_record_is_never_written(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(result(("kubectl", "apply", "-f", "-")), stdin=b"manifest-bytes-here")
+    record(journal, result(("kubectl", "apply", "-f", "-")), stdin=b"manifest-bytes-here")
     assert "manifest-bytes-here" not in (tmp_path / "journal.sh").read_text()
     assert "manifest-bytes-here" not in (tmp_path / "journal.jsonl").read_text()
     assert "19 bytes" in (tmp_path / "journal.sh").read_text()
@@ -90,10 +91,11 @@ def test_stdin_without_a_record_is_never_written(tmp_path: Path) -> None:
 
 def test_tokens_are_redacted_wherever_they_appear(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.redact("registered-secret-value")
+    site = Redactor()
+    site.add("registered-secret-value")
     argv = ("kubectl", "--token=tok-123456", "--token", "tok-654321", "get", "registered-secret-value")
     stderr = "error: Authorization: Bearer tok-abcdef rejected; registered-secret-value\n"
-    journal.record(result(argv, rc=1, stderr=stderr), env={"MY_TOKEN": "tok-env", "KUBERC": "off"})
+    journal.record(result(argv, rc=1, stderr=stderr), env={"MY_TOKEN": "tok-env", "KUBERC": "off"}, redactor=site)
     for name in ("journal.sh", "journal.jsonl"):
         text = (tmp_path / name).read_text()
         for secret in ("tok-123456", "tok-654321", "tok-abcdef", "registered-secret-value", "tok-env"):
@@ -108,12 +110,20 @@ def test_from_literal_keeps_the_key_and_hides_the_value() -> None:
     ]
 
 
-def test_a_second_redactor_from_the_caller_applies_too(tmp_path: Path) -> None:
+def test_the_registry_handed_over_with_each_record_is_the_one_applied(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    caller = Redactor()
-    caller.add("caller-secret")
-    journal.record(result(("kubectl", "get", "caller-secret")), redactor=caller)
-    assert "caller-secret" not in (tmp_path / "journal.sh").read_text()
+    site = Redactor()
+    site.add("site-secret")
+    journal.record(result(("kubectl", "get", "site-secret")), redactor=site)
+    assert "site-secret" not in (tmp_path / "journal.sh").read_text()
+    assert not hasattr(journal, "redact")  # no registry of its own that could differ from the site's
+
+
+def test_values_shorter_than_four_characters_are_not_secrets() -> None:
+    site = Redactor()
+    site.add("abc")
+    site.add("abcd")
+    assert site.text("abc abcd") == "abc ***"
 
 
 def test_concurrent_records_never_interleave(tmp_path: Path) -> None:
@@ -121,22 +131,22 @@ def test_concurrent_records_never_interleave(tmp_path: Path) -> None:
 
     def work(n: int) -> None:
         for i in range(20):
-            journal.record(result(("kubectl", "get", "pod", f"p{n}-{i}", "x" * 2000)))
+            record(journal, result(("kubectl", "get", "pod", f"p{n}-{i}", "x" * 2000)))
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    entries = read_entries(journal.jsonl_path)
+    entries = recorded_commands(journal.jsonl_path)
     assert sorted(e.index for e in entries) == list(range(1, 101))
     assert len(command_lines(journal.sh_path)) == 100
 
 
 def test_a_reopened_journal_continues_its_numbering(tmp_path: Path) -> None:
-    Journal(str(tmp_path)).record(result())
-    Journal(str(tmp_path)).record(result())
-    assert [e.index for e in read_entries(str(tmp_path))] == [1, 2]
+    record(Journal(str(tmp_path)), result())
+    record(Journal(str(tmp_path)), result())
+    assert [e.index for e in recorded_commands(str(tmp_path))] == [1, 2]
     assert (tmp_path / "journal.sh").read_text().count("#!/bin/sh") == 1
 
 
@@ -154,10 +164,13 @@ def test_json_output_is_compared_without_volatile_fields() -> None:
 
 def test_a_note_is_a_comment_in_the_sh_file_and_a_note_line_in_the_jsonl(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(CommandResult(("kubectl", "get", "pods"), 0), env={})
-    journal.redact("s3cr3t-value")
-    journal.note("results not collected; recover them with:\nkubectl cp --token s3cr3t-value pod:/ws /here")
-    journal.record(CommandResult(("kubectl", "delete", "pod", "x"), 0), env={})
+    record(journal, CommandResult(("kubectl", "get", "pods"), 0), env={})
+    site = Redactor()
+    site.add("s3cr3t-value")
+    journal.note(
+        "results not collected; recover them with:\nkubectl cp --token s3cr3t-value pod:/ws /here", redactor=site
+    )
+    record(journal, CommandResult(("kubectl", "delete", "pod", "x"), 0), env={})
     sh_lines = Path(journal.sh_path).read_text().splitlines()
     start = next(i for i, line in enumerate(sh_lines) if line.startswith("# note ("))
     assert sh_lines[start].endswith("): results not collected; recover them with:")
@@ -167,28 +180,28 @@ def test_a_note_is_a_comment_in_the_sh_file_and_a_note_line_in_the_jsonl(tmp_pat
     assert [type(item).__name__ for item in items] == ["JournalEntry", "JournalNote", "JournalEntry"]
     note = items[1]
     assert isinstance(note, JournalNote) and note.text.endswith("kubectl cp --token *** pod:/ws /here")
-    assert [e.index for e in read_entries(journal.jsonl_path)] == [1, 2]
+    assert [e.index for e in recorded_commands(journal.jsonl_path)] == [1, 2]
 
 
 def test_notes_do_not_shift_the_numbering_of_a_reopened_journal(tmp_path: Path) -> None:
     first = Journal(str(tmp_path))
-    first.record(CommandResult(("kubectl", "version"), 0), env={})
-    first.note("one")
-    first.note("two")
-    assert Journal(str(tmp_path)).record(CommandResult(("kubectl", "get", "pods"), 0), env={}) == 2
+    record(first, CommandResult(("kubectl", "version"), 0), env={})
+    first.note("one", redactor=Redactor())
+    first.note("two", redactor=Redactor())
+    assert record(Journal(str(tmp_path)), CommandResult(("kubectl", "get", "pods"), 0), env={}) == 2
 
 
 def test_a_note_cannot_inject_a_command_line(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.note("harmless\r\nrm -rf / \x1b[2K\n\n")
+    journal.note("harmless\r\nrm -rf / \x1b[2K\n\n", redactor=Redactor())
     lines = Path(journal.sh_path).read_text().split("# Running the whole file")[1].splitlines()[1:]
     assert lines and all(line == "" or line.startswith("#") for line in lines)
 
 
 def test_a_stream_is_recorded_with_how_long_it_ran_and_how_it_ended(tmp_path: Path) -> None:
     journal = Journal(str(tmp_path))
-    journal.record(result(rc=1, stderr="E1 klog\nerror: killed\n"), env=ENV, stream="stopped")
-    (entry,) = read_entries(journal.jsonl_path)
+    record(journal, result(rc=1, stderr="E1 klog\nerror: killed\n"), env=ENV, stream="stopped")
+    (entry,) = recorded_commands(journal.jsonl_path)
     assert entry.data["stream"] == "stopped" and entry.returncode == 1
     text = Path(journal.sh_path).read_text()
     assert "streamed for 0.250s, stopped by the launcher, exit code 1" in text

@@ -11,9 +11,10 @@ import pytest
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import CommandResult, Kubectl, StdinRecord
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
 from tests.support import fake_runner
 from tests.support.fake_runner import RunnerCall
+from tests.support.journals import recorded_commands
 
 NOT_FOUND = 'Error from server (NotFound): pods "x" not found\n'
 UNAVAILABLE = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
@@ -189,8 +190,8 @@ def test_for_job_records_to_both_journals(tmp_path: os.PathLike[str]) -> None:
     job = k.for_job(job_journal)
     k.run(["get", "pods"])
     job.run(["get", "pod", "x"], stdin=b"data", stdin_record=StdinRecord("the pod", ("cat", "/m.json")))
-    assert [e.argv[-1] for e in read_entries(launcher_journal.jsonl_path)] == ["pods", "x"]
-    assert [e.argv[-1] for e in read_entries(job_journal.jsonl_path)] == ["x"]
+    assert [e.argv[-1] for e in recorded_commands(launcher_journal.jsonl_path)] == ["pods", "x"]
+    assert [e.argv[-1] for e in recorded_commands(job_journal.jsonl_path)] == ["x"]
     assert job.namespace == k.namespace
 
 
@@ -198,7 +199,7 @@ def test_every_attempt_is_journaled(tmp_path: os.PathLike[str]) -> None:
     journal = Journal(str(tmp_path))
     k, _, _ = make([(1, "", UNAVAILABLE), (0, "", "")], journal=journal)
     k.run(["get", "pods"], idempotent=True)
-    entries = read_entries(journal.jsonl_path)
+    entries = recorded_commands(journal.jsonl_path)
     assert [(e.returncode, e.data["attempt"]) for e in entries] == [(1, 1), (0, 2)]
 
 
@@ -217,4 +218,4 @@ def test_a_note_goes_to_every_journal_with_registered_secrets_hidden(tmp_path: o
         with open(journal.sh_path) as sh_file:
             text = sh_file.read()
         assert "# note (" in text and "pod kept; token *** must not show" in text
-        assert read_entries(journal.jsonl_path) == []
+        assert recorded_commands(journal.jsonl_path) == []

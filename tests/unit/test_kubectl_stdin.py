@@ -13,8 +13,9 @@ import pytest
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import CommandResult, Kubectl, ShRunner, StdinRecord
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
+from tests.support.journals import recorded_commands
 
 UNAVAILABLE = "Error from server (ServiceUnavailable): the server is currently unable to handle the request\n"
 EXEC = ("exec", "-i", "pod", "--", "tar", "xf", "-")
@@ -50,7 +51,7 @@ def test_a_path_is_streamed_as_a_file_and_journaled_as_cat_of_that_path(tmp_path
     kubectl, runner, journal = make(tmp_path, [0])
     kubectl.run(EXEC, stdin_path=str(source))
     assert runner.from_file == [True] and runner.fed == [data]
-    (entry,) = read_entries(journal.jsonl_path)
+    (entry,) = recorded_commands(journal.jsonl_path)
     assert entry.stdin is not None
     assert entry.stdin["sha256"] == hashlib.sha256(data).hexdigest()
     assert entry.stdin["bytes"] == len(data)
@@ -64,7 +65,7 @@ def test_a_path_is_read_again_for_every_attempt(tmp_path: Path) -> None:
     kubectl, runner, journal = make(tmp_path, [1, 1, 0])
     kubectl.run(EXEC, stdin_path=str(source), idempotent=True)
     assert runner.fed == [b"abc" * 1000] * 3
-    assert [e.data["attempt"] for e in read_entries(journal.jsonl_path)] == [1, 2, 3]
+    assert [e.data["attempt"] for e in recorded_commands(journal.jsonl_path)] == [1, 2, 3]
 
 
 def test_an_open_file_is_fed_from_its_position_and_rewound_for_a_retry(tmp_path: Path) -> None:
@@ -75,7 +76,7 @@ def test_an_open_file_is_fed_from_its_position_and_rewound_for_a_retry(tmp_path:
         f.read(6)
         kubectl.run(EXEC, stdin=f, idempotent=True, stdin_record=StdinRecord("the payload"))
     assert runner.fed == [b"payload" * 100] * 2 and runner.from_file == [True, True]
-    entries = read_entries(journal.jsonl_path)
+    entries = recorded_commands(journal.jsonl_path)
     assert entries[0].stdin is not None and entries[0].stdin["description"] == "the payload"
     assert entries[0].stdin["sha256"] == hashlib.sha256(b"payload" * 100).hexdigest()
 
@@ -89,7 +90,7 @@ def test_a_pipe_cannot_be_rewound_so_it_is_not_retried(tmp_path: Path) -> None:
         kubectl.run(EXEC, stdin=pipe, idempotent=True)
     assert caught.value.attempts == 1
     assert runner.fed == [b"streamed"]
-    (entry,) = read_entries(journal.jsonl_path)
+    (entry,) = recorded_commands(journal.jsonl_path)
     assert entry.stdin is not None and entry.stdin["sha256"] is None and entry.stdin["bytes"] is None
     assert "digest unknown" in Path(journal.sh_path).read_text()
 

@@ -13,8 +13,9 @@ import pytest
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import CommandResult, Kubectl
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.kubectl.stream import iter_json_objects
+from tests.support.journals import recorded_commands
 
 WATCH = ("get", "pods", "--watch", "--output-watch-events", "--output", "json")
 
@@ -69,7 +70,7 @@ def test_stop_ends_kubectl_and_the_journal_says_so(tmp_path: Path) -> None:
     assert stream.stopped and stream.returncode is not None and stream.returncode != 0
     assert stream.error is None  # we ended it: not a failure
     assert not alive(pid_file)
-    (entry,) = read_entries(str(tmp_path / "j"))
+    (entry,) = recorded_commands(str(tmp_path / "j"))
     assert entry.data["stream"] == "stopped" and entry.argv[-len(WATCH) :] == list(WATCH)
     assert "streamed for" in Path(tmp_path / "j" / "journal.sh").read_text()
 
@@ -98,7 +99,7 @@ def test_unread_output_beyond_the_buffer_stops_the_stream(tmp_path: Path) -> Non
     assert stream.wait(30) is not None
     assert stream.overflowed and stream.stopped
     assert 0 < len(stream.read()) <= 10_000 // 4
-    assert read_entries(str(tmp_path / "j"))[0].data["stream"] == "overflowed"
+    assert recorded_commands(str(tmp_path / "j"))[0].data["stream"] == "overflowed"
 
 
 def test_a_failing_on_exit_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import CommandResult, Kubectl
-from kubectl_launcher.kubectl.journal import Journal, read_entries
+from kubectl_launcher.kubectl.journal import Journal
+from tests.support.journals import recorded_commands
 
 try:
     from tests.support.scripted_streamer import ScriptedProcess, ScriptedRun, ScriptedStreamer
@@ -52,7 +53,7 @@ def test_scripted_watch_events_arrive_as_documents_and_the_end_is_journaled(tmp_
     assert ended == [result]
     (argv,) = streamer.started
     assert argv[0] == "/nonexistent/kubectl" and argv[-len(WATCH) :] == WATCH and "ns1" in argv
-    (entry,) = read_entries(str(tmp_path / "j"))
+    (entry,) = recorded_commands(str(tmp_path / "j"))
     assert entry.data["stream"] == "ended" and entry.returncode == 0
 
 
@@ -69,7 +70,7 @@ def test_a_watch_the_server_closed_is_started_again_from_the_next_scripted_run(t
         assert not second.ended
     assert second.stopped and second.returncode == -15 and second.error is None
     assert len(streamer.started) == 2
-    assert [e.data["stream"] for e in read_entries(str(tmp_path / "j"))] == ["ended", "stopped"]
+    assert [e.data["stream"] for e in recorded_commands(str(tmp_path / "j"))] == ["ended", "stopped"]
 
 
 def test_a_scripted_failure_is_the_typed_error_of_the_stream(tmp_path: Path) -> None:

@@ -516,6 +516,18 @@ def test_constructor_refuses_bad_settings_as_upstream(kwargs: dict[str, Any], me
     assert str(ours.value) == str(theirs.value) == message
 
 
+def test_the_poll_interval_is_a_launcher_argument_handed_to_each_handle(site: Path) -> None:
+    assert ClientK8sJobLauncher(None).poll_interval == 1.0  # upstream's POLL_INTERVAL
+    handle = make_launcher(FakeCluster(), site, poll_interval=0.25).launch_job(job_meta(), make_ctx(site))
+    assert handle.poll_interval == 0.25
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "1", True])
+def test_a_bad_poll_interval_is_a_config_error_naming_it(bad: object) -> None:
+    with pytest.raises(ConfigError, match="poll_interval must be a positive number of seconds"):
+        ClientK8sJobLauncher(None, poll_interval=bad)
+
+
 def test_constructor_defaults_are_upstreams() -> None:
     launcher = ClientK8sJobLauncher(None)
     assert (launcher.namespace, launcher.pending_timeout, launcher.timeout) == ("default", 120, None)

@@ -315,9 +315,6 @@ class PocDeployment:
             return False
         return "Successfully registered client" in text or "register successfully" in text.lower()
 
-    def parent_pids(self) -> dict[str, int]:
-        return {site: int(proc.pid) for site, proc in self._parents.items()}
-
     def stop(self, *, grace: float = 8.0) -> list[int]:
         """Stop every process of this deployment; returns the pids that had to be killed with SIGKILL.
 

@@ -14,20 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubectl_launcher.transfer.pod_side import (
-    INIT_CONTAINER,
-    KEEPER_CONTAINER,
-    LEASE_SCRIPT,
-    LIST_SCRIPT,
-    RELEASE_SCRIPT,
-)
 from kubectl_launcher_demo.deployment import SERVER, SITES, PocDeployment
 from kubectl_launcher_demo.watch import PodHistory
 
 UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-#: kubectl's global flags that take a value (the launcher adds them in front of every sub-command).
-_GLOBAL_WITH_VALUE = frozenset({"--kubeconfig", "--context", "--namespace", "--request-timeout", "-n"})
 
 
 def log_time(line: str) -> float | None:
@@ -40,43 +31,6 @@ def log_time(line: str) -> float | None:
 
 def iso_time(text: str) -> float:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def sub_command(argv: Sequence[str]) -> list[str]:
-    """The argv without the binary and the global flags in front."""
-    out = list(argv[1:])
-    while out and out[0].startswith("-"):
-        flag = out.pop(0)
-        if "=" not in flag and flag in _GLOBAL_WITH_VALUE and out:
-            out.pop(0)
-    return out
-
-
-def classify(argv: Sequence[str]) -> str:
-    """What a journalled kubectl command was for: setup, secret, apply, poll, events, deliver, lease, ..."""
-    args = sub_command(argv)
-    verb = args[0] if args else ""
-    if verb in ("version", "config", "auth", "api-resources"):
-        return "setup"
-    if verb == "apply":
-        return "apply"
-    if verb == "get" and len(args) > 1:
-        return "events" if args[1].startswith("event") else "poll"
-    if verb in ("create", "patch", "replace") or (verb == "delete" and "secret" in args[1:2]):
-        return "secret"
-    if verb == "delete":
-        return "delete"
-    if verb in ("exec", "cp"):
-        if INIT_CONTAINER in args:
-            return "deliver"
-        if KEEPER_CONTAINER in args:
-            if LEASE_SCRIPT in args:
-                return "lease"
-            if RELEASE_SCRIPT in args:
-                return "release"
-            if LIST_SCRIPT in args or "tar" in args or verb == "cp":
-                return "collect"
-    return verb or "?"
 
 
 @dataclass
@@ -119,7 +73,7 @@ def add_journal(tl: SiteTimeline, entries: Sequence[Mapping[str, Any]], job_id: 
         named = {m.lower() for a in argv for m in UUID.findall(a)}
         if named and job_id.lower() not in named:
             continue  # another job's command (the site journal holds every job)
-        kind = classify(argv)
+        kind = str(entry.get("purpose") or "?")  # what the launcher said the command was for
         start = iso_time(str(entry.get("started_at")))
         tl.commands.append(Command(kind, start, float(entry.get("duration") or 0.0)))
     tl.commands.sort(key=lambda c: c.start)
@@ -275,7 +229,7 @@ def render(sites: Sequence[SiteTimeline], zero: float, *, zero_label: str = "sub
 
 
 def _kind_order(kind: str) -> int:
-    order = ("setup", "secret", "apply", "poll", "events", "deliver", "lease", "collect", "release", "delete")
+    order = ("setup", "secret", "apply", "read", "watch", "events", "deliver", "lease", "collect", "release", "delete")
     return order.index(kind) if kind in order else len(order)
 
 
@@ -360,10 +314,6 @@ def render_paths(ours: Sequence[tuple[str, float, str]], base: Sequence[tuple[st
     return lines
 
 
-def _gap_from(zero: float, tl: SiteTimeline, b: str) -> float | None:
-    return tl.marks[b] - zero if b in tl.marks else None
-
-
 def _launch_note(tl: SiteTimeline) -> str:
     parts = []
     pre = _gap(tl, "launch: first kubectl", "pod applied")
@@ -427,13 +377,3 @@ def build(
             job_process_marks(tl, dep.site_dir(site) / job_id / "log.txt")
         out.append(tl)
     return out
-
-
-def one_line(sites: Sequence[SiteTimeline], zero: float, what: Sequence[str]) -> str:
-    """``label +t (server) +t/+t (clients)`` for a few milestones: the baseline next to our table."""
-    parts = []
-    for label in what:
-        cells = [_fmt(tl.marks[label] - zero) if label in tl.marks else "-" for tl in sites]
-        if any(c != "-" for c in cells):
-            parts.append(f"{label} {'/'.join(cells)}")
-    return "; ".join(parts)

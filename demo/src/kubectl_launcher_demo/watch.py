@@ -379,11 +379,3 @@ class LogFollower:
 
     def stop(self) -> None:
         self._stream.stop()
-
-
-def pods_phase_summary(history: PodHistory, names: Sequence[str] | None = None) -> list[str]:
-    """One line per pod: site, name and the phases it went through."""
-    lines = []
-    for name in names or sorted(history.phases):
-        lines.append(f"{history.sites.get(name, '?'):8} {name}: {' -> '.join(history.phases.get(name, []))}")
-    return lines

@@ -1,0 +1,249 @@
+"""One job pod as an object over the kubectl seam: it owns the pod's name and namespace.
+
+In the spirit of kr8s's resource objects and Airflow's PodManager: callers ask the pod to read,
+delete, exec or copy, and never compose argv, ``--namespace`` or ``except KubectlNotFound``
+themselves. Where the caller only needs to know which, "not found" and "unavailable" are values
+(`PodRead`, a bool, None); commands whose failure the caller handles (exec, cp, apply) raise the
+seam's typed errors.
+
+The namespace is held once, by the JobPod's own Kubectl: when the pod lives in another namespace
+than the given Kubectl's, the JobPod works through a copy of it for that namespace (same journals,
+redaction, cache and runner), so every command carries exactly one ``--namespace``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus
+from kubectl_launcher.domain.pod_status import Event, Pod
+from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError
+from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
+from kubectl_launcher.kubectl import purpose as tag
+from kubectl_launcher.objects.launch_secrets import raise_if_validation
+
+__all__ = ["JobPod", "PodRead", "PodReadStatus", "WorkspaceTransferSpec"]
+
+Argv = tuple[str, ...]
+
+_log = logging.getLogger("JobPod")
+
+
+def in_namespace(kubectl: Kubectl, namespace: str) -> Kubectl:
+    """`kubectl` itself when it works in `namespace`; otherwise a copy that does (shared journals)."""
+    if kubectl.namespace == namespace:
+        return kubectl
+    clone = copy.copy(kubectl)
+    clone.namespace = namespace
+    return clone
+
+
+class JobPod:
+    """One pod, by name, in one namespace (default: the Kubectl's).
+
+    `label` names the pod in log messages (e.g. "job J pod P (namespace N)").
+    """
+
+    def __init__(
+        self,
+        kubectl: Kubectl,
+        name: str,
+        namespace: str | None = None,
+        *,
+        label: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.kubectl = kubectl if namespace is None else in_namespace(kubectl, namespace)
+        self.name = name
+        self.label = label or f"pod {name} (namespace {self.namespace})"
+        self.logger = logger or _log
+        self._cleanup_lock = threading.Lock()  # one clean-up at a time
+        self._deleted = False
+        self._secrets_tried: set[str] = set()
+
+    @property
+    def namespace(self) -> str:
+        return self.kubectl.namespace
+
+    # -- reading --
+
+    def read(self) -> PodRead:
+        """One look at the pod (one get, retried by the seam's policy for transient failures only)."""
+        try:
+            document = self.kubectl.get_json(commands.get_pod(self.name), expect_kind="Pod", purpose=tag.READ)
+        except KubectlNotFound:
+            return PodRead(PodReadStatus.GONE)
+        except KubectlError as e:
+            return PodRead(PodReadStatus.UNAVAILABLE, error=str(e), permanent=not e.transient, exception=e)
+        except ProtocolError as e:
+            return PodRead(PodReadStatus.UNAVAILABLE, error=str(e), exception=e)
+        except Exception as e:  # a look must not raise; an unexpected failure is reported loudly
+            self.logger.exception(f"unexpected error reading {self.label}")
+            return PodRead(PodReadStatus.UNAVAILABLE, error=f"unexpected error: {e!r}", permanent=True, exception=e)
+        if document is None:
+            return PodRead(PodReadStatus.GONE)
+        return PodRead(PodReadStatus.FOUND, cast(Pod, document))
+
+    def events(self) -> list[Event] | None:
+        """The pod's events, or None when they could not be read."""
+        try:
+            document = self.kubectl.get_json(commands.get_pod_events(self.name), purpose=tag.EVENTS)
+        except (KubectlError, ProtocolError) as e:
+            self.logger.warning(f"failed to query events for {self.label}: {e}")
+            return None
+        items = (document or {}).get("items")
+        if not isinstance(items, list):
+            return []
+        return [cast(Event, item) for item in items if isinstance(item, dict)]
+
+    # -- creating and deleting --
+
+    def apply(self, manifest_path: str, validate: bool = True) -> dict[str, Any]:
+        """Apply the pod's manifest file; the pod as the server returned it.
+
+        Raises the seam's KubectlError (ConfigError when kubectl asks to turn validation off) or
+        ProtocolError when kubectl printed no pod.
+        """
+        try:
+            pod = self.kubectl.get_json(
+                commands.apply_file(manifest_path, validate=validate), expect_kind="Pod", purpose=tag.APPLY
+            )
+        except KubectlError as e:
+            raise_if_validation(e)
+            raise
+        if pod is None:
+            raise ProtocolError(f"kubectl apply printed nothing for pod {self.name}")
+        return pod
+
+    def delete(self, grace_period: int = 1) -> bool:
+        """Delete the pod (gone already counts as deleted); False, logged as an error, when kubectl failed."""
+        args = self.delete_args(grace_period)
+        try:
+            self.kubectl.run(args, idempotent=True, purpose=tag.DELETE)
+        except KubectlError as e:
+            self.logger.error(f"failed to delete {self.label}: {e}")
+            return False
+        self.logger.info(f"deleted {self.label}: {self.describe(args)}")
+        return True
+
+    def delete_secret(self, name: str, *, what: str = "Secret") -> bool:
+        """Delete a Secret of this pod's job, in its namespace; False, logged as a warning, when kubectl failed."""
+        try:
+            self.kubectl.run(self.delete_secret_args(name), idempotent=True, purpose=tag.DELETE)
+        except KubectlError as e:
+            self.logger.warning(f"failed to delete {what} {name} (namespace {self.namespace}): {e}")
+            return False
+        return True
+
+    def clean_up(self, *, delete_pod: bool, secret: str | None = None) -> None:
+        """What a job leaves, removed once (safe from any thread): the pod when asked (a failed delete is
+        retried by a later call) and the job's credential Secret (tried once; its ownerReference on
+        the pod remains the backstop)."""
+        with self._cleanup_lock:
+            if delete_pod and not self._deleted:
+                self._deleted = self.delete()
+            if secret and secret not in self._secrets_tried:
+                self._secrets_tried.add(secret)
+                self.delete_secret(secret, what="credential Secret")
+
+    # -- inside the pod (errors raise: the caller decides what a failure means) --
+
+    def exec(
+        self,
+        container: str,
+        command: Sequence[str],
+        *,
+        stdin_path: str | None = None,
+        stdout_path: str | None = None,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
+        idempotent: bool = False,
+        purpose: str,
+    ) -> CommandResult:
+        """Run `command` in `container`; `stdin_path` streams a local file to it, `stdout_path` keeps its output."""
+        return self.kubectl.run(
+            self.exec_args(container, command, stdin=stdin_path is not None),
+            stdin_path=stdin_path,
+            stdout_path=stdout_path,
+            timeout=timeout,
+            total_timeout=total_timeout,
+            idempotent=idempotent,
+            purpose=purpose,
+        )
+
+    def copy_in(
+        self,
+        local: str,
+        remote: str,
+        container: str,
+        *,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
+        idempotent: bool = False,
+        purpose: str,
+    ) -> CommandResult:
+        """`kubectl cp` of a local path to `remote` in `container`."""
+        args = self.copy_in_args(local, remote, container)
+        return self.kubectl.run(
+            args, timeout=timeout, total_timeout=total_timeout, idempotent=idempotent, purpose=purpose
+        )
+
+    def copy_out(
+        self,
+        remote: str,
+        local: str,
+        container: str,
+        *,
+        timeout: float | None = None,
+        total_timeout: float | None = None,
+        idempotent: bool = False,
+        purpose: str,
+    ) -> CommandResult:
+        """`kubectl cp` of `remote` in `container` to a local path (it skips symlinks)."""
+        args = self.copy_out_args(remote, local, container)
+        return self.kubectl.run(
+            args, timeout=timeout, total_timeout=total_timeout, idempotent=idempotent, purpose=purpose
+        )
+
+    # -- the commands, for messages --
+
+    def delete_args(self, grace_period: int = 1) -> Argv:
+        return commands.delete_pod(self.name, grace_period=grace_period)
+
+    def delete_secret_args(self, name: str) -> Argv:
+        return commands.delete_secret(name)
+
+    def exec_args(self, container: str, command: Sequence[str], *, stdin: bool = False) -> Argv:
+        return ("exec", self.name, "--container", container, *(("--stdin",) if stdin else ()), "--", *command)
+
+    def copy_in_args(self, local: str, remote: str, container: str) -> Argv:
+        return ("cp", "--container", container, local, f"{self.name}:{remote}")
+
+    def copy_out_args(self, remote: str, local: str, container: str) -> Argv:
+        return ("cp", "--container", container, f"{self.name}:{remote}", local)
+
+    def describe(self, args: Sequence[str]) -> str:
+        """The full command line for pod-relative `args` (from the *_args methods), as a human pastes it:
+        every global flag, shell-quoted, secrets redacted."""
+        return self.kubectl.describe(self.kubectl.argv(args))
+
+
+class WorkspaceTransferSpec(Protocol):
+    """A job pod's workspace transfer as the handle drives it (docs/design.md, Contract 7)."""
+
+    def decorate(self, pod: dict[str, Any], main_container: str) -> None: ...
+
+    def advance(self, kubectl: Kubectl, pod: dict[str, Any]) -> None: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    #: The workspace is in the pod, so the job container starts within moments: look again soon.
+    delivered: bool
+    #: The results are back and the keeper released, so the job container's exit code (already
+    #: terminated) is the job's outcome without waiting for the pod's phase.
+    collected: bool

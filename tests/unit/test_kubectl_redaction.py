@@ -1,0 +1,73 @@
+"""One redaction registry per site: a secret registered for one job is hidden everywhere the site writes.
+
+Driven through the launcher (the job path that registers the job's credentials) with the scripted
+cluster of test_launcher: a server error that echoes a credential must not carry it into the site's
+journal, the job's journal, or the KubectlError the launcher raises and logs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kubectl_launcher.errors import KubectlError
+from kubectl_launcher.kubectl import CommandResult, Kubectl
+from kubectl_launcher.kubectl.journal import Journal
+from tests.support.fake_runner import RunnerCall, ScriptedRunner
+from tests.unit.test_launcher import JOB, SIGNATURE, TOKEN, FakeCluster, job_meta, make_ctx, make_launcher
+from tests.unit.test_launcher import site as site
+
+ECHOED = f'Error from server (Invalid): Secret "cred" is invalid: data[NVFLARE_JOB_TOKEN]: Invalid value: "{TOKEN}"'
+
+
+def test_a_job_credential_is_hidden_in_the_site_journal_the_job_journal_and_the_error(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = FakeCluster()
+    creates = []
+
+    def echo_the_credential(args: tuple[str, ...]) -> CommandResult | None:
+        if args[0] == "create":
+            creates.append(args)
+            if len(creates) == 2:  # the job's credential Secret (the first is the startup kit's)
+                return CommandResult((), 1, "", ECHOED)
+        return None
+
+    cluster.fail = echo_the_credential
+    with pytest.raises(KubectlError) as raised:
+        make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+
+    assert TOKEN not in str(raised.value) and "***" in str(raised.value)
+    assert TOKEN not in raised.value.stderr
+    site_journal = site / "kubectl-launcher"
+    job_journal = site / JOB / "kubectl-launcher"
+    for folder in (site_journal, job_journal):
+        for name in ("journal.sh", "journal.jsonl"):
+            text = (folder / name).read_text()
+            assert "Invalid value" in text, (folder, name)  # the failure was journaled, masked
+            assert TOKEN not in text and SIGNATURE not in text, (folder, name)
+    assert TOKEN not in caplog.text
+
+
+class _Echo(ScriptedRunner):
+    """Every command fails with a message that quotes the secret."""
+
+    def answer(self, call: RunnerCall) -> CommandResult:
+        return CommandResult(call.argv, 1, "", f"Error from server (Forbidden): token {TOKEN} refused")
+
+
+def test_a_secret_registered_through_a_job_copy_is_hidden_by_the_site_and_every_copy(tmp_path: Path) -> None:
+    site_journal = Journal(os.path.join(tmp_path, "site"))
+    first, second = Journal(os.path.join(tmp_path, "job1")), Journal(os.path.join(tmp_path, "job2"))
+    kubectl = Kubectl(runner=_Echo(), journal=site_journal, cache_dir=str(tmp_path / "cache"), retries=0)
+    kubectl.for_job(first).redact(TOKEN)
+    for copy in (kubectl, kubectl.for_job(second)):
+        with pytest.raises(KubectlError) as raised:
+            copy.run(["get", "secret", "s"])
+        assert TOKEN not in str(raised.value)
+        assert TOKEN not in copy.describe(("kubectl", "--token", TOKEN, TOKEN))
+    for journal in (site_journal, second):
+        text = Path(journal.sh_path).read_text() + Path(journal.jsonl_path).read_text()
+        assert "refused" in text and TOKEN not in text
