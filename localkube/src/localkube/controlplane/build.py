@@ -92,7 +92,7 @@ def _build(folder: Path, say: Progress) -> None:
     argv = [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(staging) + os.sep, "tool"]
     say(
         f"building kube-apiserver, kube-controller-manager, kube-scheduler ({versions['kubernetes']}) and etcd "
-        f"({versions['etcd']}) into {folder} — first use only; about 5 minutes on 2 cores with a warm module cache"
+        f"({versions['etcd']}) into {folder} — first use only; about 6 minutes on 2 cores (module cache warm)"
     )
     started = time.monotonic()
     tail: list[str] = []
