@@ -56,6 +56,13 @@ def skew_check(client: tuple[int, int], server: tuple[int, int] | None, url_hint
     return Check("version skew", OK, found)
 
 
+def can_i_argv(verb: str, resource: str) -> list[str]:
+    """`auth can-i` for a resource or a subresource: kubectl reads "pods/exec" as the pod named exec, so a
+    subresource goes in --subresource."""
+    base, _, sub = resource.partition("/")
+    return ["auth", "can-i", verb, base, *(["--subresource", sub] if sub else [])]
+
+
 def can_i_answer(returncode: int | None, stdout: str) -> bool | None:
     """`kubectl auth can-i`: yes (exit 0) / no (exit 1, 'no' on stdout) / None: it could not ask."""
     answer = stdout.strip().split("\n")[0].strip().lower() if stdout.strip() else ""

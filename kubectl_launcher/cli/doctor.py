@@ -6,7 +6,6 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from kubectl_launcher.cli import checks as c
@@ -134,7 +133,7 @@ class _Doctor:
         for rule in RULES:
             answers: dict[str, bool | None] = {}
             for verb in rule.verbs:
-                result = kubectl.run(["auth", "can-i", verb, rule.resource], check=False, purpose=SETUP)
+                result = kubectl.run(c.can_i_argv(verb, rule.resource), check=False, purpose=SETUP)
                 answers[verb] = c.can_i_answer(result.returncode, result.stdout)
             self.add(c.permission_check(rule, answers, kubectl.namespace))
 
@@ -192,7 +191,8 @@ class _Doctor:
         return self.checks
 
 
-def _cmd_doctor(ns: argparse.Namespace, write: Callable[[str], Any] = sys.stdout.write) -> int:
+def _cmd_doctor(ns: argparse.Namespace) -> int:
+    write = sys.stdout.write
     found = _Doctor(ns).run()
     if ns.output in ("json", "yaml"):
         data = {"ok": c.worst(found) != c.ERROR, "worst": c.worst(found), "checks": [x.as_dict() for x in found]}
