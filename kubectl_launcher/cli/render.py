@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from kubectl_launcher.cli.site import (
     PLACEHOLDER_JOB_ID,
     default_settings,
     make_launcher,
+    read_json,
     read_resources,
     render_launch,
 )
@@ -30,13 +30,7 @@ Values only the running parent knows (its URLs, the job's tokens) are shown as <
 
 def _load_meta(folder: str) -> dict[str, Any]:
     path = folder if os.path.isfile(folder) else os.path.join(folder, "meta.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not JSON: {exc}") from None
+    meta = read_json(path)
     if not isinstance(meta, dict):
         raise ConfigError(f"{path}: meta.json must be a JSON object")
     return meta

@@ -63,15 +63,20 @@ def default_settings(*, server: bool = False, namespace: str | None = None) -> S
     return SiteSettings(ServerK8sJobLauncher if server else ClientK8sJobLauncher, args, "defaults")
 
 
-def read_resources(path: str) -> SiteSettings:
-    """The kubectl-launcher component of a resources.json; ConfigError naming what is wrong."""
+def read_json(path: str) -> Any:
+    """A JSON file's content; ConfigError naming the file when it cannot be read or parsed."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            return json.load(f)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise ConfigError(f"{path} is not JSON: {exc}") from None
+
+
+def read_resources(path: str) -> SiteSettings:
+    """The kubectl-launcher component of a resources.json; ConfigError naming what is wrong."""
+    doc = read_json(path)
     components = doc.get("components") if isinstance(doc, dict) else None
     if not isinstance(components, list):
         raise ConfigError(f"{path} has no 'components' list")

@@ -11,10 +11,14 @@ import pytest
 
 from kubectl_launcher import cli
 from kubectl_launcher.domain.names import credential_secret_name
+from tests.integration import test_launcher_pods
 from tests.integration.test_launcher_pods import SITE, Site, module_source
-from tests.integration.test_launcher_pods import cluster, make_site  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.integration
+
+# The launch tests' fixtures: a cluster with ephemeral storage, and a site workspace with one job.
+cluster = test_launcher_pods.cluster
+make_site = test_launcher_pods.make_site
 
 # What only the running parent knows: its cell's URL and the server's address (render shows placeholders).
 PARENT_RUNTIME_FLAGS = ("-p", "-g")
