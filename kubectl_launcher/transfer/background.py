@@ -112,3 +112,33 @@ def log_transferred(log: logging.Logger, what: str, manifest: TreeManifest, seco
         seconds,
         rate,
     )
+
+
+class Step:
+    """One delivery or collection, run away from the handle's look that started it: ``done`` is set when
+    it ended, ``error`` holds what it raised (a later look raises it)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def runner(self, work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as e:  # handed to the next look, which raises it in the caller's thread
+                self.error = e
+            finally:
+                self.done.set()
+
+        return run
+
+
+def in_background(run: Callable[[], None]) -> None:
+    """The default way a transfer runs a Step: a daemon thread (it dies with the launcher, as the lease wants)."""
+    threading.Thread(target=run, name="kubectl-launcher-transfer", daemon=True).start()
+
+
+def inline(run: Callable[[], None]) -> None:
+    """Run a Step in the caller's thread: the look that starts it also takes its outcome (tests, tools)."""
+    run()

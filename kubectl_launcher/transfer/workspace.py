@@ -33,11 +33,10 @@ that holds it after the job process exits; pod_side.py describes both, their lea
 A copy or a tar stream holds up ``advance`` for as long as it runs, so around each one lease.py renews
 the lease from a background thread, at least three times per bound of the container that waits.
 
-Failures are retried ``attempts`` times. When collection still fails, the keeper is not released and
-the lease is no longer refreshed, so the pod stays ``keep_timeout`` seconds. The log names the kubectl
-command that fetches the results by hand, ``<ws>/<job_id>/kubectl-launcher/recover-results.sh``
-holds it, and TransferError is raised (the handle turns it into EXCEPTION). The main container's own
-exit code still decides the job's return code.
+A delivery or a collection runs as a Step on a daemon thread, so advance() returns at once; a later
+look takes its outcome. Each is redone whole at most ``attempts`` times (``_retrying``, the transfer's
+one retry layer). When collection still fails, recovery.py leaves the pod to its keeper and tells how
+to fetch the results by hand; TransferError makes the handle's return code EXCEPTION.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -54,27 +54,19 @@ from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.errors import ConfigError, KubectlError, KubectlRejected, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.purpose import COLLECT, DELIVER, RELEASE
-from kubectl_launcher.transfer import archive
-from kubectl_launcher.transfer.background import Periodic, Progress, file_size, log_transferred
+from kubectl_launcher.transfer import archive, recovery
+from kubectl_launcher.transfer.background import Periodic, Progress, Step, file_size, in_background, log_transferred
 from kubectl_launcher.transfer.excludes import local_excludes
 from kubectl_launcher.transfer.lease import Lease
-
-# The pod side's names stay importable from here ("as" marks a re-export): transfer.X keeps working.
-from kubectl_launcher.transfer.pod_side import ANNOTATION as ANNOTATION
-from kubectl_launcher.transfer.pod_side import CONTROL_PATH as CONTROL_PATH
-from kubectl_launcher.transfer.pod_side import CONTROL_VOLUME as CONTROL_VOLUME
-from kubectl_launcher.transfer.pod_side import INIT_CONTAINER as INIT_CONTAINER
-from kubectl_launcher.transfer.pod_side import KEEPER_CONTAINER as KEEPER_CONTAINER
-from kubectl_launcher.transfer.pod_side import LEASE_SCRIPT as LEASE_SCRIPT
-from kubectl_launcher.transfer.pod_side import LIST_SCRIPT as LIST_SCRIPT
-from kubectl_launcher.transfer.pod_side import LOCAL_EXCLUDES as LOCAL_EXCLUDES
-from kubectl_launcher.transfer.pod_side import PLACE_SCRIPT as PLACE_SCRIPT
-from kubectl_launcher.transfer.pod_side import PREPARE_SCRIPT as PREPARE_SCRIPT
-from kubectl_launcher.transfer.pod_side import RELEASE_SCRIPT as RELEASE_SCRIPT
-from kubectl_launcher.transfer.pod_side import STAGE_PREFIX as STAGE_PREFIX
-from kubectl_launcher.transfer.pod_side import WAIT_SCRIPT as WAIT_SCRIPT
-from kubectl_launcher.transfer.pod_side import TransferSettings as TransferSettings
 from kubectl_launcher.transfer.pod_side import (
+    CONTROL_PATH,
+    INIT_CONTAINER,
+    KEEPER_CONTAINER,
+    LIST_SCRIPT,
+    PLACE_SCRIPT,
+    PREPARE_SCRIPT,
+    RELEASE_SCRIPT,
+    TransferSettings,
     container_state,
     copy_in_argv,
     copy_out_argv,
@@ -82,7 +74,6 @@ from kubectl_launcher.transfer.pod_side import (
     exec_script_argv,
     human_size,
     init_container_failure,
-    recovery_script,
     stage_path,
     tar_out_argv,
     tool_missing_failure,
@@ -103,6 +94,7 @@ class WorkspaceTransfer:
         logger: logging.Logger | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        run_step: Callable[[Callable[[], None]], None] = in_background,
     ) -> None:
         if not job_id or "/" in job_id or job_id in (".", "..", LAUNCHER_DIR):
             raise ConfigError(f"job id {job_id!r} cannot name a folder in the workspace")
@@ -124,6 +116,9 @@ class WorkspaceTransfer:
         self.error: TransferError | None = None
         self.recovery_command: str | None = None
         self.lease = Lease(self.settings, clock, self.log)
+        self._run_step = run_step
+        self._step: Step | None = None  # a delivery or a collection under way (or done, outcome not yet taken)
+        self._lock = threading.Lock()  # poll() and wait() may look from two threads
 
     # -- paths --
 
@@ -155,8 +150,33 @@ class WorkspaceTransfer:
     # -- Contract 7: advance --
 
     def advance(self, kubectl: Kubectl, pod: Mapping[str, Any]) -> None:
-        if self._finished:
+        """Never blocks for a copy: a delivery or a collection runs as a Step (a daemon thread by default),
+        and a later look takes its outcome (flags set, or its TransferError raised from here)."""
+        with self._lock:
+            if self._finished:
+                return
+            try:
+                if self._step is None:
+                    self._look(kubectl, pod)
+                self._settle()
+            except TransferError as e:
+                self._finished = True
+                self.error = e
+                raise
+
+    def _settle(self) -> None:
+        step = self._step
+        if step is None or not step.done.is_set():
             return
+        self._step = None
+        if step.error is not None:
+            raise step.error
+
+    def _start(self, work: Callable[[], None]) -> None:
+        self._step = Step()
+        self._run_step(self._step.runner(work))
+
+    def _look(self, kubectl: Kubectl, pod: Mapping[str, Any]) -> None:
         if self._main is None:
             raise TransferError("the workspace transfer's decorate() was never called for this pod")
         name = str((pod.get("metadata") or {}).get("name") or "")
@@ -164,32 +184,27 @@ class WorkspaceTransfer:
         init = container_state(pod, "initContainerStatuses", INIT_CONTAINER)
         main = container_state(pod, "containerStatuses", self._main)
         keeper = container_state(pod, "containerStatuses", KEEPER_CONTAINER)
-        try:
-            if not self.delivered:
-                if "running" in init:
-                    self._deliver(kubectl, name)
-                elif "terminated" in init:
-                    self._init_ended(init["terminated"])
-                elif phase in ("Succeeded", "Failed"):
-                    self._finished = True  # ended before its workspace was wanted: nothing to collect
-                return
-            if "terminated" in main:
-                if "running" in keeper:
-                    self._collect(kubectl, name)
-                elif "terminated" in keeper:
-                    raise self._keep_and_fail(
-                        kubectl,
-                        name,
-                        "the keeper container ended before the results were collected "
-                        f"(exit code {keeper['terminated'].get('exitCode')}; the launcher's lease lapsed)",
-                        fetch=False,
-                    )
-            elif "running" in keeper:
-                self.lease.refresh(kubectl, name)
-        except TransferError as e:
-            self._finished = True
-            self.error = e
-            raise
+        if not self.delivered:
+            if "running" in init:
+                self._start(lambda: self._deliver(kubectl, name))
+            elif "terminated" in init:
+                self._init_ended(init["terminated"])
+            elif phase in ("Succeeded", "Failed"):
+                self._finished = True  # ended before its workspace was wanted: nothing to collect
+            return
+        if "terminated" in main:
+            if "running" in keeper:
+                self._start(lambda: self._collect(kubectl, name))
+            elif "terminated" in keeper:
+                raise self._keep_and_fail(
+                    kubectl,
+                    name,
+                    "the keeper container ended before the results were collected "
+                    f"(exit code {keeper['terminated'].get('exitCode')}; the launcher's lease lapsed)",
+                    fetch=False,
+                )
+        elif "running" in keeper:
+            self.lease.refresh(kubectl, name)
 
     def _init_ended(self, terminated: Mapping[str, Any]) -> None:
         error = init_container_failure(terminated, self._image)
@@ -280,11 +295,8 @@ class WorkspaceTransfer:
         log_transferred(self.log, "delivered the workspace", manifest, self._clock() - progress.started)
 
     def _retrying(self, what: str, step: Callable[[int], None]) -> None:
-        """The transfer's ONE retry layer: a delivery or a collection is redone whole (a fresh staging or
-        temp folder), at most ``settings.attempts`` times. The kubectl commands inside a step are therefore
-        not idempotent for the seam (it does not retry them again), so one collection runs tar at most
-        ``attempts`` times, each within ``command_timeout``: ``attempts * (command_timeout + retry_delay)``
-        bounds the whole operation."""
+        """The transfer's one retry layer: a step redone whole, at most ``attempts`` times; the seam does not
+        retry the commands inside it again, so ``attempts * (command_timeout + retry_delay)`` bounds it."""
         last: Exception | None = None
         for attempt in range(1, self.settings.attempts + 1):
             try:
@@ -380,24 +392,7 @@ class WorkspaceTransfer:
         self.recovery_command = command if fetch else None
         if not fetch:
             return TransferError(f"results of job {self.job_id} were not collected: {reason}")
-        script = os.path.join(self.own_dir, "recover-results.sh")
-        try:
-            os.makedirs(self.own_dir, exist_ok=True)
-            with open(script, "w", encoding="utf-8") as f:
-                f.write(recovery_script(self.job_id, pod, reason, self.settings.keep_timeout, command, release))
-            os.chmod(script, 0o700)
-        except OSError as e:
-            self.log.warning("could not write %s: %s", script, e)
-        self.log.error(
-            "results of job %s were not collected: %s. Pod %s is kept for about %ds; fetch them by hand with: %s",
-            self.job_id,
-            reason,
-            pod,
-            self.settings.keep_timeout,
-            command,
-        )
         kubectl.note(f"results not collected; recover them with: {command}")
-        return TransferError(
-            f"results of job {self.job_id} were not collected: {reason}; "
-            f"pod {pod} is kept for about {self.settings.keep_timeout}s, fetch them with: {command}"
+        return recovery.report(
+            self.own_dir, self.job_id, pod, reason, self.settings.keep_timeout, command, release, self.log
         )

@@ -20,7 +20,7 @@ import pytest
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
-from kubectl_launcher.transfer import archive, background, excludes
+from kubectl_launcher.transfer import archive, background, excludes, pod_side
 from kubectl_launcher.transfer import workspace as transfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
@@ -47,7 +47,7 @@ class FakePod(ScriptedRunner):
         self.slow: dict[str, Callable[[], bool]] = {}
 
     def local(self, pod_path: str) -> Path:
-        for prefix, base in ((transfer.CONTROL_PATH, self.ctl), (WMP, self.ws)):
+        for prefix, base in ((pod_side.CONTROL_PATH, self.ctl), (WMP, self.ws)):
             if pod_path == prefix or pod_path.startswith(prefix + "/"):
                 return base / pod_path[len(prefix) :].lstrip("/")
         raise AssertionError(f"path outside the pod's volumes: {pod_path}")
@@ -64,11 +64,11 @@ class FakePod(ScriptedRunner):
             return "tar"
         script = args[7]
         for kind, text in (
-            ("list", transfer.LIST_SCRIPT),
-            ("prepare", transfer.PREPARE_SCRIPT),
-            ("place", transfer.PLACE_SCRIPT),
-            ("lease", transfer.LEASE_SCRIPT),
-            ("release", transfer.RELEASE_SCRIPT),
+            ("list", pod_side.LIST_SCRIPT),
+            ("prepare", pod_side.PREPARE_SCRIPT),
+            ("place", pod_side.PLACE_SCRIPT),
+            ("lease", pod_side.LEASE_SCRIPT),
+            ("release", pod_side.RELEASE_SCRIPT),
         ):
             if script == text:
                 return kind
@@ -125,7 +125,7 @@ class FakePod(ScriptedRunner):
         Path(stdout_path).write_bytes(("\n".join(lines) + "\n").encode())
 
     def _prepare(self, args: tuple[str, ...], _: str | None) -> None:
-        for p in self.ws.glob(transfer.STAGE_PREFIX + "*"):
+        for p in self.ws.glob(pod_side.STAGE_PREFIX + "*"):
             shutil.rmtree(p)
         (self.local(args[10]) / "lease").write_text(args[11])
 
@@ -164,8 +164,8 @@ def _pod(
         "metadata": {"name": POD, "namespace": "nvflare"},
         "status": {
             "phase": phase,
-            "initContainerStatuses": [st(transfer.INIT_CONTAINER, init)],
-            "containerStatuses": [st("main", main), st(transfer.KEEPER_CONTAINER, keeper)],
+            "initContainerStatuses": [st(pod_side.INIT_CONTAINER, init)],
+            "containerStatuses": [st("main", main), st(pod_side.KEEPER_CONTAINER, keeper)],
         },
     }
 
@@ -224,8 +224,12 @@ def pod(tmp_path: Path) -> FakePod:
 
 
 def _transfer(site: Path, clock: Clock, **settings: Any) -> transfer.WorkspaceTransfer:
-    s = transfer.TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
-    t = transfer.WorkspaceTransfer(str(site), JOB, WMP, s, clock=clock, sleep=lambda _: None)
+    s = pod_side.TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
+    # inline: the look that starts a delivery or a collection also takes its outcome (the steps are the
+    # same; test_a_delivery_runs_away_from_the_look_that_starts_it covers the default daemon thread)
+    t = transfer.WorkspaceTransfer(
+        str(site), JOB, WMP, s, clock=clock, sleep=lambda _: None, run_step=background.inline
+    )
     t.decorate(_manifest(), "main")
     return t
 
@@ -242,26 +246,26 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
     spec = manifest["spec"]
     assert spec["containers"][0] == main_before
     init, keeper = spec["initContainers"][0], spec["containers"][1]
-    assert (init["name"], keeper["name"]) == (transfer.INIT_CONTAINER, transfer.KEEPER_CONTAINER)
+    assert (init["name"], keeper["name"]) == (pod_side.INIT_CONTAINER, pod_side.KEEPER_CONTAINER)
     for c in (init, keeper):
         assert c["image"] == "registry.example/nvflare-job:2.9"
         assert c["imagePullPolicy"] == "Always"
         assert c["securityContext"] == {"runAsNonRoot": True}
-        assert c["command"][:3] == ["sh", "-c", transfer.WAIT_SCRIPT]
-        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, transfer.CONTROL_PATH}
+        assert c["command"][:3] == ["sh", "-c", pod_side.WAIT_SCRIPT]
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH}
     # looks per second, marker, bound, exit code: the init container looks often (a launch waits
     # for it), the keeper, which lives as long as the job, once a second
     assert init["command"][-4:] == ["5", "delivered", "1800", "1"]
     assert keeper["command"][-4:] == ["1", "released", "900", "0"]
     assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
-    assert {"name": transfer.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
+    assert {"name": pod_side.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
     decorated = copy.deepcopy(manifest)
     t.decorate(manifest, "main")
     assert manifest == decorated
 
 
 def test_decorate_uses_the_configured_image_and_resources(site: Path) -> None:
-    s = transfer.TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
+    s = pod_side.TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
     manifest = _manifest()
     transfer.WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
     init = manifest["spec"]["initContainers"][0]
@@ -290,7 +294,7 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     assert not (pod.ws / JOB / "kubectl-launcher").exists()
     assert not (pod.ws / "startup").exists()
     assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
-    assert not list(pod.ws.glob(transfer.STAGE_PREFIX + "*"))
+    assert not list(pod.ws.glob(pod_side.STAGE_PREFIX + "*"))
     assert not (site / JOB / "kubectl-launcher/outbox").exists()
 
     pod.calls.clear()
@@ -333,7 +337,7 @@ def test_a_failed_copy_is_retried_into_a_fresh_staging_folder(site: Path, pod: F
     t.advance(_kubectl(pod), _pod("running"))
     assert pod.kinds() == ["prepare", "cp", "prepare", "cp", "list", "place"]
     stages = [a[4].split(":", 1)[1] for a in pod.calls if a[0] == "cp"]
-    assert stages == [f"{WMP}/{transfer.STAGE_PREFIX}1", f"{WMP}/{transfer.STAGE_PREFIX}2"]
+    assert stages == [f"{WMP}/{pod_side.STAGE_PREFIX}1", f"{WMP}/{pod_side.STAGE_PREFIX}2"]
     assert t.delivered
 
 
@@ -378,7 +382,7 @@ def test_a_collection_that_keeps_failing_keeps_the_pod_and_names_the_recovering_
     with pytest.raises(TransferError) as err:
         t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
     assert pod.kinds() == ["list", "tar"] * 3  # no release: the keeper holds the results
-    expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {transfer.KEEPER_CONTAINER} "
+    expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {pod_side.KEEPER_CONTAINER} "
     assert t.recovery_command is not None and t.recovery_command.startswith(expected)
     assert t.recovery_command in str(err.value)
     script = site / JOB / "kubectl-launcher/recover-results.sh"
@@ -475,12 +479,12 @@ def test_a_pod_that_fails_before_its_init_container_runs_has_nothing_to_collect(
 
 def test_settings_are_checked_and_name_the_field() -> None:
     with pytest.raises(ConfigError, match="nonsense"):
-        transfer.TransferSettings.from_mapping({"nonsense": 1})
+        pod_side.TransferSettings.from_mapping({"nonsense": 1})
     with pytest.raises(ConfigError, match="lease_interval"):
-        transfer.TransferSettings(keep_timeout=30, lease_interval=20)
+        pod_side.TransferSettings(keep_timeout=30, lease_interval=20)
     with pytest.raises(ConfigError, match="keep_timeout"):
-        transfer.TransferSettings(keep_timeout=2)
-    s = transfer.TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
+        pod_side.TransferSettings(keep_timeout=2)
+    s = pod_side.TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
     assert (s.image, s.keep_timeout) == ("busybox", 60)
 
 
@@ -531,12 +535,12 @@ def test_a_copy_longer_than_the_delivery_bound_keeps_the_lease_alive_until_the_w
     assert [k for k in kinds if k != "lease"] == ["prepare", "cp", "list", "place"]
     assert "lease" in kinds[: kinds.index("place")]
     assert "lease" not in kinds[kinds.index("place") :]  # stopped before the init container ends
-    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT]
-    assert {a[3] for a in leases} == {transfer.INIT_CONTAINER}
+    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT]
+    assert {a[3] for a in leases} == {pod_side.INIT_CONTAINER}
     assert len({a[10] for a in leases}) == len(leases)  # every renewal is a new word
     journaled = [json.loads(line) for line in Path(journal.jsonl_path).read_text().splitlines()]
     assert len(journaled) == len(pod.calls)  # the renewer's commands are journaled like any other
-    assert sum(transfer.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
+    assert sum(pod_side.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
     assert _lease_threads() == []
 
 
@@ -550,7 +554,7 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
     kinds = pod.kinds()
     assert [k for k in kinds if k != "lease"] == ["list", "tar", "release"] and kinds[-1] == "release"
     assert "lease" in kinds
-    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT} == {transfer.KEEPER_CONTAINER}
+    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT} == {pod_side.KEEPER_CONTAINER}
     assert _lease_threads() == []
 
 
@@ -580,9 +584,9 @@ def test_there_is_never_more_than_one_renewer() -> None:
 def test_a_second_lease_renewer_for_one_transfer_is_refused(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock())
     kubectl = _kubectl(pod)
-    with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+    with t.lease.kept(kubectl, POD, pod_side.INIT_CONTAINER, 10):
         with pytest.raises(RuntimeError, match="renewer"):
-            with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+            with t.lease.kept(kubectl, POD, pod_side.INIT_CONTAINER, 10):
                 pass  # pragma: no cover
     assert _lease_threads() == []
 
@@ -606,3 +610,29 @@ def test_a_collection_under_transient_failures_runs_tar_at_most_attempts_times_w
         t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
     assert pod.kinds() == ["list", "tar"] * 3
     assert slept == []  # the seam never backed off for a command inside a transfer step
+
+
+def test_a_delivery_runs_away_from_the_look_that_starts_it_and_a_later_look_takes_its_outcome(
+    site: Path, pod: FakePod
+) -> None:
+    s = pod_side.TransferSettings(retry_delay=0, progress_interval=0)
+    t = transfer.WorkspaceTransfer(str(site), JOB, WMP, s, clock=Clock(), sleep=lambda _: None)  # default runner
+    t.decorate(_manifest(), "main")
+    copying, may_finish = threading.Event(), threading.Event()
+
+    def hold_the_copy() -> bool:
+        copying.set()
+        return may_finish.wait(30)
+
+    pod.slow["cp"] = hold_the_copy
+    kubectl = _kubectl(pod)
+    t.advance(kubectl, _pod("running"))  # returns while the copy is held up
+    assert copying.wait(30)
+    assert not t.delivered
+    t.advance(kubectl, _pod("running"))  # a look while the step runs starts nothing new
+    may_finish.set()
+    step = t._step
+    assert step is not None and step.done.wait(30)
+    assert t.delivered
+    t.advance(kubectl, _pod("running"))  # takes the outcome: nothing raised, nothing run again
+    assert pod.kinds() == ["prepare", "cp", "list", "place"]
