@@ -33,19 +33,8 @@ def readme_role() -> dict[str, Any]:
     raise AssertionError(f"no Role in {DOC}")
 
 
-def with_websocket_exec(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """kube-apiserver 1.35+ authorizes kubectl's WebSocket exec (an HTTP GET) as `get` *and* `create` on
-    pods/exec; with only `create` kubectl falls back to SPDY, which our node does not speak (a real kubelet
-    does). docs/real-cluster.md grants `create` only: this adds `get` until it says so itself."""
-    out = copy.deepcopy(rules)
-    for rule in out:
-        if rule["resources"] == ["pods/exec"] and "get" not in rule["verbs"]:
-            rule["verbs"] = [*rule["verbs"], "get"]
-    return out
-
-
 ROLE = readme_role()
-RULES = with_websocket_exec(ROLE["rules"])
+RULES = ROLE["rules"]
 
 
 def bind(k: Kubectl, name: str, rules: list[dict[str, Any]]) -> None:

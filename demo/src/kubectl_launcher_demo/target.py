@@ -6,6 +6,7 @@ same :class:`JobTarget`, so the flow they run is one flow whichever cluster it l
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,8 +96,12 @@ class JobTarget:
         if self.real is None:
             from localkube import LocalCluster
 
+            # LOCALKUBE_CONTROL_PLANE=real: the same job against the real kube-apiserver (tests/e2e on both)
             self.cluster = LocalCluster(
-                str(self.workdir), hidden_paths=[str(dep.prod_dir)], capacity=DOUBLE_CAPACITY
+                str(self.workdir),
+                hidden_paths=[str(dep.prod_dir)],
+                capacity=DOUBLE_CAPACITY,
+                control_plane=os.environ.get("LOCALKUBE_CONTROL_PLANE", "double"),
             ).start()
             self.kubeconfig = str(self.cluster.kubeconfig_path)
         return self.kubeconfig
