@@ -1,4 +1,4 @@
-"""transfer.py driven through the kubectl seam by a scripted fake Runner that stands in for one pod."""
+"""The workspace transfer driven through the kubectl seam by a scripted fake Runner that stands in for one pod."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import pytest
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
-from kubectl_launcher.transfer import archive, background, excludes
-from kubectl_launcher.transfer import workspace as transfer
+from kubectl_launcher.objects.job_pod import JobPod
+from kubectl_launcher.transfer import archive, background, excludes, pod_side
+from kubectl_launcher.transfer.pod_side import TransferSettings
+from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
 
@@ -30,11 +32,29 @@ JOB = "3f1b6a2e-0c1d-4f7e-9a55-7d1e2c3b4a5f"
 POD = "site-1-3f1b6a2e"
 
 
+class Clock:
+    """A fake monotonic clock; as `sleep`, it moves on by the seconds asked and notes them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class FakePod(ScriptedRunner):
     """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Clock | None = None) -> None:
         super().__init__()
+        self.clock = clock
+        #: kind -> seconds a command of that kind takes on `clock`; past its timeout it is killed, as the runner does
+        self.takes: dict[str, float] = {}
         self.ws = root / "pod-ws"
         self.ctl = root / "pod-ctl"
         self.ws.mkdir()
@@ -47,7 +67,7 @@ class FakePod(ScriptedRunner):
         self.slow: dict[str, Callable[[], bool]] = {}
 
     def local(self, pod_path: str) -> Path:
-        for prefix, base in ((transfer.CONTROL_PATH, self.ctl), (WMP, self.ws)):
+        for prefix, base in ((pod_side.CONTROL_PATH, self.ctl), (WMP, self.ws)):
             if pod_path == prefix or pod_path.startswith(prefix + "/"):
                 return base / pod_path[len(prefix) :].lstrip("/")
         raise AssertionError(f"path outside the pod's volumes: {pod_path}")
@@ -64,11 +84,11 @@ class FakePod(ScriptedRunner):
             return "tar"
         script = args[7]
         for kind, text in (
-            ("list", transfer.LIST_SCRIPT),
-            ("prepare", transfer.PREPARE_SCRIPT),
-            ("place", transfer.PLACE_SCRIPT),
-            ("lease", transfer.LEASE_SCRIPT),
-            ("release", transfer.RELEASE_SCRIPT),
+            ("list", pod_side.LIST_SCRIPT),
+            ("prepare", pod_side.PREPARE_SCRIPT),
+            ("place", pod_side.PLACE_SCRIPT),
+            ("lease", pod_side.LEASE_SCRIPT),
+            ("release", pod_side.RELEASE_SCRIPT),
         ):
             if script == text:
                 return kind
@@ -79,14 +99,19 @@ class FakePod(ScriptedRunner):
         args = argv[argv.index("--request-timeout") + 2 :]
         self.calls.append(args)
         kind = self._kind(args)
+        if kind in self.takes:
+            assert self.clock is not None
+            self.clock.now += min(self.takes[kind], call.timeout)
+            if self.takes[kind] > call.timeout:
+                return CommandResult(argv, None, "", "", timed_out=True)
+        if kind in self.slow and not self.slow[kind]():
+            gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
+            return CommandResult(argv, 1, "", gave_up)
         if self.faults.get(kind):
             result = self.faults[kind].pop(0)
             if stdout_path:
                 Path(stdout_path).write_bytes(b"")
             return CommandResult(argv, result.returncode, "", result.stderr)
-        if kind in self.slow and not self.slow[kind]():
-            gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
-            return CommandResult(argv, 1, "", gave_up)
         getattr(self, f"_{kind}")(args, stdout_path)
         return CommandResult(argv, 0)
 
@@ -125,7 +150,7 @@ class FakePod(ScriptedRunner):
         Path(stdout_path).write_bytes(("\n".join(lines) + "\n").encode())
 
     def _prepare(self, args: tuple[str, ...], _: str | None) -> None:
-        for p in self.ws.glob(transfer.STAGE_PREFIX + "*"):
+        for p in self.ws.glob(pod_side.STAGE_PREFIX + "*"):
             shutil.rmtree(p)
         (self.local(args[10]) / "lease").write_text(args[11])
 
@@ -164,8 +189,8 @@ def _pod(
         "metadata": {"name": POD, "namespace": "nvflare"},
         "status": {
             "phase": phase,
-            "initContainerStatuses": [st(transfer.INIT_CONTAINER, init)],
-            "containerStatuses": [st("main", main), st(transfer.KEEPER_CONTAINER, keeper)],
+            "initContainerStatuses": [st(pod_side.INIT_CONTAINER, init)],
+            "containerStatuses": [st("main", main), st(pod_side.KEEPER_CONTAINER, keeper)],
         },
     }
 
@@ -194,14 +219,6 @@ def _manifest() -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     ws = tmp_path / "site"
@@ -223,9 +240,20 @@ def pod(tmp_path: Path) -> FakePod:
     return FakePod(tmp_path)
 
 
-def _transfer(site: Path, clock: Clock, **settings: Any) -> transfer.WorkspaceTransfer:
-    s = transfer.TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
-    t = transfer.WorkspaceTransfer(str(site), JOB, WMP, s, clock=clock, sleep=lambda _: None)
+#: advance() waits this long at most for the step it started: far more than any step here takes, so each
+#: advance ends with its step picked up (a test of the contrary passes advance_wait=0).
+STEP_DONE_WITHIN = 60.0
+
+
+def _transfer(
+    site: Path,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = lambda _: None,
+    advance_wait: float = STEP_DONE_WITHIN,
+    **settings: Any,
+) -> WorkspaceTransfer:
+    s = TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
+    t = WorkspaceTransfer(str(site), JOB, WMP, s, clock=clock, sleep=sleep, advance_wait=advance_wait)
     t.decorate(_manifest(), "main")
     return t
 
@@ -235,35 +263,35 @@ def _kubectl(pod: FakePod) -> Kubectl:
 
 
 def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(site: Path) -> None:
-    t = transfer.WorkspaceTransfer(str(site), JOB, WMP)
+    t = WorkspaceTransfer(str(site), JOB, WMP)
     manifest = _manifest()
     main_before = copy.deepcopy(manifest["spec"]["containers"][0])
     t.decorate(manifest, "main")
     spec = manifest["spec"]
     assert spec["containers"][0] == main_before
     init, keeper = spec["initContainers"][0], spec["containers"][1]
-    assert (init["name"], keeper["name"]) == (transfer.INIT_CONTAINER, transfer.KEEPER_CONTAINER)
+    assert (init["name"], keeper["name"]) == (pod_side.INIT_CONTAINER, pod_side.KEEPER_CONTAINER)
     for c in (init, keeper):
         assert c["image"] == "registry.example/nvflare-job:2.9"
         assert c["imagePullPolicy"] == "Always"
         assert c["securityContext"] == {"runAsNonRoot": True}
-        assert c["command"][:3] == ["sh", "-c", transfer.WAIT_SCRIPT]
-        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, transfer.CONTROL_PATH}
+        assert c["command"][:3] == ["sh", "-c", pod_side.WAIT_SCRIPT]
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH}
     # looks per second, marker, bound, exit code: the init container looks often (a launch waits
     # for it), the keeper, which lives as long as the job, once a second
     assert init["command"][-4:] == ["5", "delivered", "1800", "1"]
     assert keeper["command"][-4:] == ["1", "released", "900", "0"]
     assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
-    assert {"name": transfer.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
+    assert {"name": pod_side.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
     decorated = copy.deepcopy(manifest)
     t.decorate(manifest, "main")
     assert manifest == decorated
 
 
 def test_decorate_uses_the_configured_image_and_resources(site: Path) -> None:
-    s = transfer.TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
+    s = TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
     manifest = _manifest()
-    transfer.WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
+    WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
     init = manifest["spec"]["initContainers"][0]
     assert (init["image"], init["resources"]) == ("busybox:1.36", {"requests": {"cpu": "1"}})
 
@@ -272,7 +300,7 @@ def test_decorate_refuses_a_pod_without_the_workspace_volume(site: Path) -> None
     manifest = _manifest()
     manifest["spec"]["containers"][0]["volumeMounts"] = []
     with pytest.raises(ConfigError, match="workspace_mount_path"):
-        transfer.WorkspaceTransfer(str(site), JOB, WMP).decorate(manifest, "main")
+        WorkspaceTransfer(str(site), JOB, WMP).decorate(manifest, "main")
 
 
 def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path, pod: FakePod) -> None:
@@ -290,7 +318,7 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     assert not (pod.ws / JOB / "kubectl-launcher").exists()
     assert not (pod.ws / "startup").exists()
     assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
-    assert not list(pod.ws.glob(transfer.STAGE_PREFIX + "*"))
+    assert not list(pod.ws.glob(pod_side.STAGE_PREFIX + "*"))
     assert not (site / JOB / "kubectl-launcher/outbox").exists()
 
     pod.calls.clear()
@@ -333,7 +361,7 @@ def test_a_failed_copy_is_retried_into_a_fresh_staging_folder(site: Path, pod: F
     t.advance(_kubectl(pod), _pod("running"))
     assert pod.kinds() == ["prepare", "cp", "prepare", "cp", "list", "place"]
     stages = [a[4].split(":", 1)[1] for a in pod.calls if a[0] == "cp"]
-    assert stages == [f"{WMP}/{transfer.STAGE_PREFIX}1", f"{WMP}/{transfer.STAGE_PREFIX}2"]
+    assert stages == [f"{WMP}/{pod_side.STAGE_PREFIX}1", f"{WMP}/{pod_side.STAGE_PREFIX}2"]
     assert t.delivered
 
 
@@ -361,7 +389,7 @@ def test_an_init_container_that_found_no_tar_is_reported_naming_the_image(site: 
     assert t.finished and isinstance(t.error, TransferError)
 
 
-def _deliver(t: transfer.WorkspaceTransfer, pod: FakePod) -> Kubectl:
+def _deliver(t: WorkspaceTransfer, pod: FakePod) -> Kubectl:
     kubectl = _kubectl(pod)
     t.advance(kubectl, _pod("running"))
     pod.calls.clear()
@@ -378,7 +406,7 @@ def test_a_collection_that_keeps_failing_keeps_the_pod_and_names_the_recovering_
     with pytest.raises(TransferError) as err:
         t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
     assert pod.kinds() == ["list", "tar"] * 3  # no release: the keeper holds the results
-    expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {transfer.KEEPER_CONTAINER} "
+    expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {pod_side.KEEPER_CONTAINER} "
     assert t.recovery_command is not None and t.recovery_command.startswith(expected)
     assert t.recovery_command in str(err.value)
     script = site / JOB / "kubectl-launcher/recover-results.sh"
@@ -475,12 +503,12 @@ def test_a_pod_that_fails_before_its_init_container_runs_has_nothing_to_collect(
 
 def test_settings_are_checked_and_name_the_field() -> None:
     with pytest.raises(ConfigError, match="nonsense"):
-        transfer.TransferSettings.from_mapping({"nonsense": 1})
+        TransferSettings.from_mapping({"nonsense": 1})
     with pytest.raises(ConfigError, match="lease_interval"):
-        transfer.TransferSettings(keep_timeout=30, lease_interval=20)
+        TransferSettings(keep_timeout=30, lease_interval=20)
     with pytest.raises(ConfigError, match="keep_timeout"):
-        transfer.TransferSettings(keep_timeout=2)
-    s = transfer.TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
+        TransferSettings(keep_timeout=2)
+    s = TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
     assert (s.image, s.keep_timeout) == ("busybox", 60)
 
 
@@ -531,12 +559,12 @@ def test_a_copy_longer_than_the_delivery_bound_keeps_the_lease_alive_until_the_w
     assert [k for k in kinds if k != "lease"] == ["prepare", "cp", "list", "place"]
     assert "lease" in kinds[: kinds.index("place")]
     assert "lease" not in kinds[kinds.index("place") :]  # stopped before the init container ends
-    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT]
-    assert {a[3] for a in leases} == {transfer.INIT_CONTAINER}
+    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT]
+    assert {a[3] for a in leases} == {pod_side.INIT_CONTAINER}
     assert len({a[10] for a in leases}) == len(leases)  # every renewal is a new word
     journaled = [json.loads(line) for line in Path(journal.jsonl_path).read_text().splitlines()]
     assert len(journaled) == len(pod.calls)  # the renewer's commands are journaled like any other
-    assert sum(transfer.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
+    assert sum(pod_side.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
     assert _lease_threads() == []
 
 
@@ -550,7 +578,7 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
     kinds = pod.kinds()
     assert [k for k in kinds if k != "lease"] == ["list", "tar", "release"] and kinds[-1] == "release"
     assert "lease" in kinds
-    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == transfer.LEASE_SCRIPT} == {transfer.KEEPER_CONTAINER}
+    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT} == {pod_side.KEEPER_CONTAINER}
     assert _lease_threads() == []
 
 
@@ -579,10 +607,10 @@ def test_there_is_never_more_than_one_renewer() -> None:
 
 def test_a_second_lease_renewer_for_one_transfer_is_refused(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock())
-    kubectl = _kubectl(pod)
-    with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+    job_pod = JobPod(_kubectl(pod), POD)
+    with t.lease.kept(job_pod, pod_side.INIT_CONTAINER, 10):
         with pytest.raises(RuntimeError, match="renewer"):
-            with t.lease.kept(kubectl, POD, transfer.INIT_CONTAINER, 10):
+            with t.lease.kept(job_pod, pod_side.INIT_CONTAINER, 10):
                 pass  # pragma: no cover
     assert _lease_threads() == []
 
