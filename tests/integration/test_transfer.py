@@ -19,7 +19,9 @@ from nvflare.apis.job_launcher_spec import JobReturnCode
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
-from kubectl_launcher.transfer import workspace as transfer
+from kubectl_launcher.transfer import pod_side
+from kubectl_launcher.transfer.pod_side import TransferSettings
+from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.trees import snapshot as _tree
 
 pytestmark = pytest.mark.integration
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.integration
 WMP = "/var/tmp/nvflare/workspace"
 JOB = "9d2c7a51-4b3e-4f0a-8c6d-1e2f3a4b5c6d"
 POD = "transfer-test"
+#: longer than any step here takes on a loaded machine (a bound, never waited out when all is well)
+STEP_DONE_WITHIN = 600.0
 SHORT = {"keep_timeout": 10, "delivery_timeout": 10, "lease_interval": 2, "retry_delay": 0, "progress_interval": 2}
 
 
@@ -70,8 +74,9 @@ class Run:
         self.kubectl = Kubectl(
             kubeconfig=cluster.kubeconfig_path, kubectl=kubectl_path, cache_dir=cluster.cache_dir, retries=0
         )
-        self.transfer = transfer.WorkspaceTransfer(
-            str(ws), JOB, WMP, transfer.TransferSettings(**{**SHORT, **settings})
+        # each look waits for the step it starts: these tests play the handle one look at a time
+        self.transfer = WorkspaceTransfer(
+            str(ws), JOB, WMP, TransferSettings(**{**SHORT, **settings}), advance_wait=STEP_DONE_WITHIN
         )
         manifest = _pod(script)
         self.transfer.decorate(manifest, "main")
@@ -152,7 +157,7 @@ def test_a_job_gets_its_workspace_and_its_results_come_back_byte_identical(
 
     assert run.transfer.delivered and run.transfer.collected and run.transfer.finished
     assert _container(pod, "main")["terminated"]["exitCode"] == 3  # the job's own code survives
-    assert _container(pod, transfer.KEEPER_CONTAINER)["terminated"]["exitCode"] == 0
+    assert _container(pod, pod_side.KEEPER_CONTAINER)["terminated"]["exitCode"] == 0
     results = ws / JOB / "results"
     assert _tree(results / "input") == original
     assert (results / "résumé.txt").read_text(encoding="utf-8") == "done ✓\n"
@@ -193,7 +198,7 @@ def test_results_holding_a_symlink_to_etc_passwd_are_refused_and_the_pod_is_kept
     assert {k: v for k, v in _tree(ws).items() if not k.startswith(JOB)} == before_ws
     assert _tree(tmp_path / "outside") == before_outside
     pod = run.pod()
-    assert "running" in _container(pod, transfer.KEEPER_CONTAINER)  # kept for a human to look at
+    assert "running" in _container(pod, pod_side.KEEPER_CONTAINER)  # kept for a human to look at
 
 
 def test_a_collection_that_fails_keeps_the_pod_and_the_printed_command_recovers_the_results(
@@ -212,7 +217,7 @@ def test_a_collection_that_fails_keeps_the_pod_and_the_printed_command_recovers_
     assert any(command in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
     assert command in (ws / JOB / "kubectl-launcher/recover-results.sh").read_text()
     assert not (ws / JOB / "results").exists()
-    assert "running" in _container(run.pod(), transfer.KEEPER_CONTAINER)
+    assert "running" in _container(run.pod(), pod_side.KEEPER_CONTAINER)
 
     argv = shlex.split(command)
     assert argv[0] == kubectl_path
@@ -230,11 +235,11 @@ def test_a_launcher_that_stops_leaves_a_pod_that_ends_by_itself(
     run.until(lambda pod: run.transfer.delivered)
     # the launcher is gone: nobody calls advance any more, so no lease, no collection, no release
     pod = run.until(_ended, advance=False, limit=120)
-    keeper = _container(pod, transfer.KEEPER_CONTAINER)["terminated"]
+    keeper = _container(pod, pod_side.KEEPER_CONTAINER)["terminated"]
     assert keeper["exitCode"] == 0
     assert _container(pod, "main")["terminated"]["exitCode"] == 0
     assert "no word from the launcher" in run.kubectl.run(
-        ("logs", POD, "--container", transfer.KEEPER_CONTAINER)
+        ("logs", POD, "--container", pod_side.KEEPER_CONTAINER)
     ).stdout + str(keeper.get("message", ""))
 
 
@@ -244,7 +249,7 @@ def test_a_pod_whose_workspace_never_comes_fails_by_itself(
     ws = _site(tmp_path)
     run = Run(local_cluster, kubectl_path, tmp_path, ws, "exit 0")
     pod = run.until(_ended, advance=False, limit=120)
-    init = _container(pod, transfer.INIT_CONTAINER)["terminated"]
+    init = _container(pod, pod_side.INIT_CONTAINER)["terminated"]
     assert init["exitCode"] == 1
     assert "main" in json.dumps(pod["status"]) and "terminated" not in _container(pod, "main")
     with pytest.raises(TransferError, match="ended with exit code 1 before the workspace was delivered"):
@@ -256,7 +261,7 @@ def test_through_the_handle_the_job_return_code_is_the_main_containers_and_resul
 ) -> None:
     ws = _site(tmp_path)
     kubectl = Kubectl(kubeconfig=local_cluster.kubeconfig_path, kubectl=kubectl_path, cache_dir=local_cluster.cache_dir)
-    t = transfer.WorkspaceTransfer(str(ws), JOB, WMP, transfer.TransferSettings(**SHORT))
+    t = WorkspaceTransfer(str(ws), JOB, WMP, TransferSettings(**SHORT))
     job_config: dict[str, Any] = {
         "name": POD,
         "image": "local/python:3.11",

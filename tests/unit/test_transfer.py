@@ -634,3 +634,141 @@ def test_a_collection_under_transient_failures_runs_tar_at_most_attempts_times_w
         t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
     assert pod.kinds() == ["list", "tar"] * 3
     assert slept == []  # the seam never backed off for a command inside a transfer step
+
+
+_UNREACHABLE = "Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused"
+
+
+@pytest.mark.parametrize(
+    "tar_takes, tar_timeouts, pauses, error",
+    [
+        # each tar fails after 3000 s: the third gets only what is left of the 7200 s and is killed at the deadline
+        (3000.0, [3600.0, 3600.0, 1185.0], [5.0, 10.0], "after 3 attempts"),
+        # each tar hangs: the second ends at the deadline, and no third starts
+        (10_000.0, [3600.0, 3595.0], [5.0], "within 7200s"),
+    ],
+)
+def test_a_failing_collection_with_the_launchers_retry_settings_runs_tar_a_bounded_number_of_times_within_the_deadline(
+    site: Path, tmp_path: Path, tar_takes: float, tar_timeouts: list[float], pauses: list[float], error: str
+) -> None:
+    clock = Clock()
+    pod = FakePod(tmp_path, clock)
+    # as the launcher builds its Kubectl: the seam's default policy (3 retries, default backoff)
+    launcher_like = Kubectl(namespace="nvflare", runner=pod, sleep=clock.sleep, clock=clock)
+    assert (launcher_like.retry.retries, launcher_like.retry.backoff_first) == (3, 0.5)
+    t = _transfer(site, clock, clock.sleep, retry_delay=5)  # attempts=3, 3600 s a command, 7200 s in all
+    t.advance(launcher_like, _pod("running"))
+    assert t.delivered
+    pod.calls.clear()
+    pod.received.clear()
+    pod.takes["tar"] = tar_takes
+    pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", _UNREACHABLE)] * 12
+    started = clock.now
+
+    with pytest.raises(TransferError, match=error):
+        t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
+
+    assert [c.timeout for c in pod.received if "tar" in c.argv] == tar_timeouts
+    assert pod.kinds() == ["list", "tar"] * len(tar_timeouts)  # no release: the keeper holds the results
+    assert clock.slept == pauses  # the step's pauses only: the seam never retried a command inside it
+    assert clock.now - started <= 7200
+
+
+def test_a_redo_never_starts_a_pause_that_would_reach_the_deadline(site: Path, tmp_path: Path) -> None:
+    clock = Clock()
+    pod = FakePod(tmp_path, clock)
+    kubectl = Kubectl(namespace="nvflare", runner=pod, sleep=clock.sleep, clock=clock)
+    t = _transfer(site, clock, clock.sleep, retry_delay=100, transfer_timeout=150, attempts=5)
+    pod.takes["cp"] = 60.0
+    pod.faults["cp"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 5
+    with pytest.raises(TransferError, match=r"within 150s \(1 attempts\)"):
+        t.advance(kubectl, _pod("running"))
+    assert pod.kinds() == ["prepare", "cp"] and clock.slept == []
+
+
+class Gate:
+    """Holds a command until the test opens it; `entered` says the command is in flight."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self) -> bool:
+        self.entered.set()
+        assert self._open.wait(30), "the test never opened the gate"
+        return True
+
+    def open(self) -> None:
+        self._open.set()
+
+
+def _advance_until(t: WorkspaceTransfer, kubectl: Kubectl, status: dict[str, Any], done: Callable[[], bool]) -> None:
+    """Look again, as the handle does, until ``done()`` (at most a few hundred looks)."""
+    for _ in range(1000):
+        t.advance(kubectl, status)
+        if done():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the transfer never got there")
+
+
+def _collection_in_flight(
+    site: Path, pod: FakePod, *, fault: str | None = None, attempts: int = 3
+) -> tuple[WorkspaceTransfer, Kubectl, dict[str, Any], Gate]:
+    """A delivered transfer (advance_wait=0) whose collection's tar is held at a gate; ``fault``: its stderr."""
+    t = _transfer(site, Clock(), advance_wait=0, attempts=attempts)
+    kubectl = _kubectl(pod)
+    _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
+    pod.calls.clear()
+    gate = Gate()
+    pod.slow["tar"] = gate
+    if fault is not None:
+        pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", fault)]
+    ended = _pod("terminated", "terminated", "running", "Running")
+    t.advance(kubectl, ended)  # starts the collection and returns with the tar in flight
+    assert gate.entered.wait(10)
+    return t, kubectl, ended, gate
+
+
+def test_advance_returns_while_a_long_collection_runs_and_a_later_look_picks_up_its_outcome(
+    site: Path, pod: FakePod
+) -> None:
+    t, kubectl, ended, gate = _collection_in_flight(site, pod)
+    looks = [threading.Thread(target=t.advance, args=(kubectl, ended)) for _ in range(4)]
+    for look in looks:  # the handle's poll and wait look too, from their own threads
+        look.start()
+    for look in looks:
+        look.join()
+    t.advance(kubectl, ended)
+    assert not t.collected and not t.finished
+    assert pod.kinds() == ["list", "tar"]  # one collection, however many looks
+
+    gate.open()
+    _advance_until(t, kubectl, ended, lambda: t.collected)
+    assert t.finished and t.error is None
+    assert pod.kinds() == ["list", "tar", "release"] and (pod.ctl / "released").exists()
+
+
+def test_a_collection_that_failed_in_the_background_is_raised_once_from_a_later_look(site: Path, pod: FakePod) -> None:
+    t, kubectl, ended, gate = _collection_in_flight(site, pod, fault="error: unexpected EOF", attempts=1)
+    gate.open()
+    with pytest.raises(TransferError, match="were not collected"):
+        _advance_until(t, kubectl, ended, lambda: False)
+    assert t.finished and isinstance(t.error, TransferError) and not t.collected
+    t.advance(kubectl, ended)  # raised once: the handle has its EXCEPTION already
+    assert (site / JOB / "kubectl-launcher/recover-results.sh").exists()
+
+
+def test_close_stops_the_transfer_and_a_step_in_flight_leaves_no_recovery_note(site: Path, pod: FakePod) -> None:
+    not_found = 'Error from server (NotFound): pods "x" not found'
+    t, kubectl, ended, gate = _collection_in_flight(site, pod, fault=not_found, attempts=1)
+
+    t.close()  # the handle terminated the job: its pod is being deleted
+    assert t.finished
+    gate.open()
+    for step in [th for th in threading.enumerate() if th.name == "kubectl-launcher-transfer-collect"]:
+        step.join(30)
+    t.advance(kubectl, ended)  # nothing raised, nothing started
+    assert t.error is None and not t.collected
+    assert pod.kinds() == ["list", "tar"]
+    assert not (site / JOB / "kubectl-launcher/recover-results.sh").exists()
