@@ -18,6 +18,7 @@ from nvflare.apis.job_def import JobMetaKey
 from nvflare.apis.job_launcher_spec import JobProcessArgs
 from nvflare.utils.job_launcher_utils import get_credential_env, get_job_launcher_spec, get_portable_resource_spec
 
+from kubectl_launcher.domain import validate
 from kubectl_launcher.domain.names import (
     LAUNCHER_DIR,
     credential_secret_name,
@@ -138,6 +139,15 @@ def _k8s_field(site_name: str, key: str) -> str:
     return f"launcher_spec['{site_name}']['k8s']['{key}']"
 
 
+def _check_quantities(site_name: str, k8s_spec: Mapping[str, Any], portable: Mapping[str, Any]) -> None:
+    for key in ("cpu", "memory", "cpu_request", "memory_request"):
+        if k8s_spec.get(key):
+            validate.quantity(k8s_spec[key], _k8s_field(site_name, key))
+    for key in ("num_of_cpus", "memory"):
+        if key in portable:
+            validate.quantity(portable[key], f"resource_spec['{site_name}']['{key}']")
+
+
 def plan_launch(
     job_meta: Mapping[str, Any], context: PlanContext, defaults: PlanDefaults, sources: PlanSources
 ) -> LaunchPlan:
@@ -147,7 +157,7 @@ def plan_launch(
     if not raw_job_id:
         raise RuntimeError(f"missing {JobConstants.JOB_ID} in job_meta")
     job_id = uuid4_to_rfc1123(raw_job_id)
-    pod_name = job_pod_name(job_id, site_name)
+    pod_name = validate.pod_name(job_pod_name(job_id, site_name), raw_job_id)
     workspace_obj = context.workspace
     if workspace_obj is None:
         raise RuntimeError(f"missing {FLContextKey.WORKSPACE_OBJECT} in FLContext")
@@ -171,6 +181,7 @@ def plan_launch(
         ephemeral = defaults.ephemeral_storage
     if not isinstance(ephemeral, str) or not ephemeral:
         raise RuntimeError(f"{_k8s_field(site_name, 'ephemeral_storage')} must be a non-empty string")
+    validate.quantity(ephemeral, _k8s_field(site_name, "ephemeral_storage"))
     study = job_meta.get(JobMetaKey.STUDY.value)
     runtime = sources.study_runtime(workspace_root, study)
     if not image and runtime is not None:
@@ -184,8 +195,11 @@ def plan_launch(
             f"resource_spec['{site_name}']['k8s']['image'] (legacy), "
             f"or studies.<study>.container.image in local/study_runtime.yaml (site default)."
         )
+    validate.image(image, f"the job image ({_k8s_field(site_name, 'image')} or its fallbacks)")
     data_mounts = list(runtime.datasets) if runtime is not None else sources.study_data_mounts(study)
-    gpus = k8s_spec.get("num_of_gpus", portable_spec.get("num_of_gpus", 0))
+    gpu_field = _k8s_field(site_name, "num_of_gpus") if "num_of_gpus" in k8s_spec else "resource_spec num_of_gpus"
+    gpus = validate.gpu_count(k8s_spec.get("num_of_gpus", portable_spec.get("num_of_gpus", 0)), gpu_field)
+    _check_quantities(site_name, k8s_spec, portable_spec)
 
     job_args = context.job_args
     if not job_args:
@@ -234,7 +248,7 @@ def plan_launch(
         job_config["image_pull_secrets"] = defaults.image_pull_secrets
     if getattr(args, "set", None) is not None:
         job_config["set_list"] = args.set
-    if defaults.security_context:
+    if validate.security_context(defaults.security_context, "the launcher's security_context argument"):
         job_config["security_context"] = defaults.security_context
     return LaunchPlan(
         site_name=site_name,
@@ -242,7 +256,9 @@ def plan_launch(
         job_id=job_id,
         pod_name=pod_name,
         workspace_root=workspace_root,
-        job_dir=os.path.join(workspace_obj.get_run_dir(raw_job_id), LAUNCHER_DIR),
+        job_dir=validate.path_length(
+            os.path.join(workspace_obj.get_run_dir(raw_job_id), LAUNCHER_DIR), f"the job folder of job {raw_job_id!r}"
+        ),
         job_config=job_config,
         python_path=python_path,
         pending_timeout=pending_timeout,

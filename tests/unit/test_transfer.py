@@ -772,3 +772,19 @@ def test_close_stops_the_transfer_and_a_step_in_flight_leaves_no_recovery_note(s
     assert t.error is None and not t.collected
     assert pod.kinds() == ["list", "tar"]
     assert not (site / JOB / "kubectl-launcher/recover-results.sh").exists()
+
+
+def test_a_delivery_runs_away_from_the_look_that_starts_it_and_a_later_look_takes_its_outcome(
+    site: Path, pod: FakePod
+) -> None:
+    t = _transfer(site, Clock(), advance_wait=0)
+    kubectl = _kubectl(pod)
+    gate = Gate()
+    pod.slow["cp"] = gate
+    t.advance(kubectl, _pod("running"))  # returns while the copy is held up
+    assert gate.entered.wait(10)
+    t.advance(kubectl, _pod("running"))  # a look while the step runs starts nothing new
+    assert not t.delivered
+    gate.open()
+    _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
+    assert pod.kinds() == ["prepare", "cp", "list", "place"]

@@ -1,21 +1,15 @@
-"""`kubectl-launcher`: the command-line tool (replay a journal, run the local cluster; more to come)."""
+"""`replay JOURNAL`: re-run the kubectl commands of a journal and compare the results."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl import ShRunner
 from kubectl_launcher.kubectl.replay import JournalEntry, JournalNote, Replayer, read_journal, starting_at
-
-LOCAL_CLUSTER_MODULE = "localkube.cli"
-
-
-# --- replay --------------------------------------------------------------------------------------
 
 
 def _stdin_asker(stream: TextIO, out: TextIO) -> Callable[[str], str]:
@@ -56,7 +50,7 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
         return 2
 
 
-def _add_replay(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "replay",
         help="re-run the kubectl commands of a journal and compare the results",
@@ -71,62 +65,3 @@ def _add_replay(subparsers: Any) -> None:
     parser.add_argument("--kubectl", help="run this kubectl binary instead of the recorded one")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per command (default 120)")
     parser.set_defaults(func=_cmd_replay)
-
-
-# --- local-cluster (implemented by the API double, when installed) ------------------------------
-
-
-def _local_cluster_missing(ns: argparse.Namespace) -> int:
-    print(
-        f"error: `local-cluster` needs {LOCAL_CLUSTER_MODULE} (the local API double), which is not "
-        "installed here; from a checkout of kubectl-launcher: pip install ./localkube",
-        file=sys.stderr,
-    )
-    return 2
-
-
-def _add_local_cluster(subparsers: Any, wanted: bool) -> None:
-    # Imported only when asked for: the API double pulls in aiohttp, which the launcher never needs.
-    if wanted:
-        try:
-            module = importlib.import_module(LOCAL_CLUSTER_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not LOCAL_CLUSTER_MODULE.startswith(exc.name):
-                raise
-        else:
-            module.add_parser(subparsers)
-            return
-    parser = subparsers.add_parser("local-cluster", help="run the local Kubernetes API double", add_help=not wanted)
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    parser.set_defaults(func=_local_cluster_missing)
-
-
-# --- entry point ---------------------------------------------------------------------------------
-
-
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kubectl-launcher", description="NVFlare jobs as Kubernetes pods, driven by kubectl."
-    )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_replay(subparsers)
-    first = next((a for a in argv if not a.startswith("-")), None)
-    _add_local_cluster(subparsers, wanted=first == "local-cluster")
-    # Later: doctor, render, status, logs — each an _add_<name>(subparsers) here.
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(args)
-    ns = parser.parse_args(args)
-    func = getattr(ns, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return 2
-    code = func(ns)
-    return int(code or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
