@@ -1,14 +1,17 @@
-"""Workspace trees on the site's side: staging a bundle, extracting results safely, manifests to compare."""
+"""Where a result archive is checked: `check_results` is the one gate every tar stream from a pod passes
+before anything of it reaches the site's workspace (extract_results: nothing may leave the folder, a
+stream cut short is refused; compare: the tree must be what the pod listed). Also the trees on the
+site's side (scan_tree, TreeManifest), the pod's listings (parse_pod_listing) and merge_into, which
+moves checked results into place."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
@@ -82,74 +85,6 @@ def scan_tree(root: str, *, checksums: bool = True) -> TreeManifest:
     return manifest
 
 
-# ------------------------------------------------------------------------------------- bundle (send)
-
-
-def stage_bundle(
-    sources: Iterable[tuple[str, str, Collection[str]]],
-    staging: str,
-    *,
-    checksums: bool = True,
-) -> TreeManifest:
-    """Build the tree to send: for each ``(source_dir, name, excluded)`` a ``staging/name`` copy.
-
-    Files are hard links where the filesystem allows (no data is copied; the site's own files are
-    only read), copies otherwise. Symlinks are followed: the pod gets the content the site sees,
-    never a link that dangles there. ``excluded`` holds paths relative to ``source_dir``.
-    """
-    os.makedirs(staging)
-    manifest = TreeManifest({".": Entry("d")})
-    for source, name, excluded in sources:
-        if not os.path.isdir(source):
-            continue
-        _stage_dir(source, os.path.join(staging, name), name, set(excluded), manifest, checksums)
-    return manifest
-
-
-def _stage_dir(source: str, dest: str, rel: str, excluded: set[str], manifest: TreeManifest, checksums: bool) -> None:
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop: send the folder once
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        sub = os.path.relpath(dirpath, source)
-        sub = "" if sub == "." else sub.replace(os.sep, "/")
-        dirnames[:] = [d for d in dirnames if _join(sub, d) not in excluded]
-        os.makedirs(os.path.join(dest, sub), exist_ok=True)
-        manifest.entries[_join(rel, sub) or rel] = Entry("d")
-        for fname in filenames:
-            rel_file = _join(sub, fname)
-            if rel_file in excluded:
-                continue
-            src = os.path.join(dirpath, fname)
-            try:
-                st = os.stat(src)
-            except FileNotFoundError as e:
-                raise TransferError(f"cannot send {src}: it is a symlink to nothing") from e
-            if not stat.S_ISREG(st.st_mode):
-                continue  # sockets, fifos: nothing a job can read as a file
-            dst = os.path.join(dest, rel_file)
-            _link_or_copy(src, dst)
-            digest = sha256_file(dst) if checksums else None
-            manifest.entries[_join(rel, rel_file)] = Entry("f", st.st_size, digest)
-
-
-def _join(a: str, b: str) -> str:
-    return f"{a}/{b}" if a and b else a or b
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        # Linux link(2) links the symlink itself whatever follow_symlinks says: resolve it first
-        os.link(os.path.realpath(src), dst)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
-            raise
-        shutil.copyfile(src, dst)
-
-
 # ----------------------------------------------------------------------------------- results (fetch)
 
 
@@ -179,12 +114,7 @@ def link_target_inside(link: str, target: str) -> bool:
     return True
 
 
-def extract_results(
-    tar_path: str,
-    dest: str,
-    *,
-    on_member: Callable[[int], None] | None = None,
-) -> TreeManifest:
+def extract_results(tar_path: str, dest: str) -> TreeManifest:
     """Extract a tar stream taken in the pod into the fresh folder ``dest``, refusing anything unsafe.
 
     Refused (UnsafeArchiveError): absolute paths, ``..``, a member below a symlink, symlinks whose
@@ -232,8 +162,6 @@ def extract_results(
                     os.link(os.path.join(dest, source), target, follow_symlinks=False)
                 else:
                     raise UnsafeArchiveError(f"results archive holds a device file or fifo: {rel!r}")
-                if on_member is not None:
-                    on_member(member.size)
             end = tf.offset
     except tarfile.TarError as e:
         raise TransferError(f"the results archive is damaged or cut short: {e}") from e
@@ -280,6 +208,19 @@ def _check_links_resolve_inside(dest: str, links: list[str]) -> None:
             raise UnsafeArchiveError(f"results archive holds a symlink chain leaving the folder: {rel!r}")
 
 
+def check_results(tar_path: str, dest: str, listing: PodListing) -> TreeManifest:
+    """The results archive at ``tar_path``, extracted into the fresh folder ``dest`` and checked.
+
+    UnsafeArchiveError when a member would leave ``dest`` (see extract_results); TransferError when
+    the stream was cut short or the tree differs from ``listing``, the pod's own listing of the
+    folder it came from. The archive is removed once extracted. The caller removes ``dest`` on error.
+    """
+    manifest = extract_results(tar_path, dest)
+    os.unlink(tar_path)
+    compare(manifest, listing, what="results fetched from the pod")
+    return manifest
+
+
 def merge_into(source: str, dest: str, *, keep: Collection[str] = ()) -> list[str]:
     """Move the tree ``source`` into ``dest`` (created if missing), replacing what is there.
 
@@ -320,7 +261,7 @@ def _move(src: str, dst: str) -> None:
 
 
 def parse_pod_listing(data: bytes) -> PodListing:
-    """Read the listing script's output (see transfer.LIST_SCRIPT); ProtocolError-free: raises TransferError."""
+    """Read the listing script's output (pod_side.LIST_SCRIPT); TransferError when it has no entry count."""
     text = data.decode("utf-8", "surrogateescape")
     entries: int | None = None
     total: int | None = None

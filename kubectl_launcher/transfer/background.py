@@ -1,6 +1,6 @@
-"""The transfer's background threads: a periodic caller (the lease renewed while a long copy holds up
-``advance``) and progress lines while one long kubectl command runs. Daemon threads: they die with the
-launcher's process, which is what the pod's lease relies on."""
+"""The transfer's background threads: the step that runs off the handle's thread (`Task`), a periodic
+caller (the lease renewed while a long copy runs) and progress lines while one long kubectl command
+runs. Daemon threads: they die with the launcher's process, which is what the pod's lease relies on."""
 
 from __future__ import annotations
 
@@ -8,9 +8,56 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from kubectl_launcher.transfer.archive import TreeManifest
 from kubectl_launcher.transfer.pod_side import human_size
+
+T = TypeVar("T")
+
+
+class Task(Generic[T]):
+    """One call of ``work`` on a daemon thread; whoever asks later gets its value or its exception.
+
+    The handle's poll() must not wait for a copy that takes minutes: workspace.py hands each step to a
+    Task and looks at it again on the next advance().
+    """
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self.name = name
+        self._work = work
+        self._done = threading.Event()
+        self._value: T | None = None
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name=f"kubectl-launcher-{name}", daemon=True)
+
+    def start(self) -> Task[T]:
+        self._thread.start()
+        return self
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the work to end; whether it has."""
+        return self._done.wait(timeout) if timeout > 0 else self.done
+
+    def outcome(self) -> T | None:
+        """The work's value, or its exception raised here (only once it is done)."""
+        if not self.done:
+            raise RuntimeError(f"task {self.name} is still running")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _run(self) -> None:
+        try:
+            self._value = self._work()
+        except Exception as e:  # kept for outcome(): raised in the thread that asks
+            self._error = e
+        finally:
+            self._done.set()
 
 
 class Periodic:
@@ -112,33 +159,3 @@ def log_transferred(log: logging.Logger, what: str, manifest: TreeManifest, seco
         seconds,
         rate,
     )
-
-
-class Step:
-    """One delivery or collection, run away from the handle's look that started it: ``done`` is set when
-    it ended, ``error`` holds what it raised (a later look raises it)."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.error: BaseException | None = None
-
-    def runner(self, work: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                work()
-            except BaseException as e:  # handed to the next look, which raises it in the caller's thread
-                self.error = e
-            finally:
-                self.done.set()
-
-        return run
-
-
-def in_background(run: Callable[[], None]) -> None:
-    """The default way a transfer runs a Step: a daemon thread (it dies with the launcher, as the lease wants)."""
-    threading.Thread(target=run, name="kubectl-launcher-transfer", daemon=True).start()
-
-
-def inline(run: Callable[[], None]) -> None:
-    """Run a Step in the caller's thread: the look that starts it also takes its outcome (tests, tools)."""
-    run()

@@ -1,7 +1,8 @@
 """The keeper's and the init container's lease, seen from the launcher: a token written into the pod's
 control folder. The waiting scripts (pod_side.py) give up when no new token comes within their bound, so a
-launcher that dies, or is cut off, leaves a pod that ends by itself. Renewed on the handle's looks while
-the keeper runs, and from a background thread while a long copy holds those looks up."""
+launcher that dies, or is cut off, leaves a pod that ends by itself. Renewed when due on the handle's
+looks while the keeper runs (workspace.py runs the renewal off the handle's thread), and from a second
+background thread around a long copy, which runs for longer than a waiting script's bound."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import threading
 from collections.abc import Callable, Iterator
 
 from kubectl_launcher.errors import KubectlError
-from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.purpose import LEASE
+from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer.background import Periodic
 from kubectl_launcher.transfer.pod_side import (
     CONTROL_PATH,
     KEEPER_CONTAINER,
     LEASE_SCRIPT,
     TransferSettings,
-    exec_script_argv,
+    script_command,
 )
 
 
@@ -30,8 +31,8 @@ class Lease:
         self.settings = settings
         self._clock = clock
         self.log = log
-        #: when the keeper's lease was last renewed (None: never; inf: no more renewals, the pod is left to end)
-        self.renewed_at: float | None = None
+        self._renewed_at: float | None = None  # the keeper's last renewal (None: never)
+        self._lapsed = threading.Event()  # no more renewals: the pod is left to end by itself
         self._token = 0
         self._token_lock = threading.Lock()  # the renewer thread takes tokens too
         self._renewer: Periodic | None = None
@@ -41,32 +42,50 @@ class Lease:
             self._token += 1
             return str(self._token)
 
-    def refresh(self, kubectl: Kubectl, pod: str) -> None:
-        """Renew the keeper's lease when an interval has passed since the last renewal."""
-        now = self._clock()
-        if self.renewed_at is not None and now - self.renewed_at < self.settings.lease_interval:
-            return
-        self.renewed_at = now
-        self.renew(kubectl, pod, KEEPER_CONTAINER, self.settings.keep_timeout, idempotent=True, timeout=60)
+    def renewed_now(self) -> None:
+        """Count a renewal from now (the delivery's last word counts as the keeper's first lease)."""
+        self._renewed_at = self._clock()
 
-    def renew(
-        self, kubectl: Kubectl, pod: str, container: str, bound: int, *, idempotent: bool, timeout: float
-    ) -> None:
+    def lapse(self) -> None:
+        """Renew no more, from any thread: the keeper ends ``keep_timeout`` seconds after the last word."""
+        self._lapsed.set()
+
+    @property
+    def lapsed(self) -> bool:
+        return self._lapsed.is_set()
+
+    def due(self) -> bool:
+        """Whether the keeper's lease is due for renewal (a lease_interval since the last one)."""
+        if self.lapsed:
+            return False
+        return self._renewed_at is None or self._clock() - self._renewed_at >= self.settings.lease_interval
+
+    def refresh(self, pod: JobPod) -> None:
+        """Renew the keeper's lease now (the caller asked due())."""
+        self._renewed_at = self._clock()
+        self.renew(pod, KEEPER_CONTAINER, self.settings.keep_timeout, idempotent=True, timeout=60)
+
+    def renew(self, pod: JobPod, container: str, bound: int, *, idempotent: bool, timeout: float) -> None:
+        """Write a new token; a failure is logged (the next renewal may succeed before the bound)."""
+        if self.lapsed:
+            return
         try:
-            kubectl.run(
-                exec_script_argv(pod, container, LEASE_SCRIPT, CONTROL_PATH, self.next_token()),
+            pod.exec(
+                container,
+                script_command(LEASE_SCRIPT, CONTROL_PATH, self.next_token()),
                 idempotent=idempotent,
                 timeout=timeout,
+                total_timeout=timeout,  # retries included: the next renewal is due soon
                 purpose=LEASE,
             )
         except KubectlError as e:
             self.log.warning(
-                "could not renew the lease of %s in pod %s (it lapses after %ds): %s", container, pod, bound, e
+                "could not renew the lease of %s in pod %s (it lapses after %ds): %s", container, pod.name, bound, e
             )
 
     @contextlib.contextmanager
-    def kept(self, kubectl: Kubectl, pod: str, container: str, bound: int) -> Iterator[Periodic]:
-        """Renew the lease from a background thread while a long copy holds up advance().
+    def kept(self, pod: JobPod, container: str, bound: int) -> Iterator[Periodic]:
+        """Renew the lease from a background thread while a long copy runs.
 
         Without it, a copy longer than ``bound`` (the waiting script's seconds without a new lease)
         would see the container give up mid-copy. The thread renews at least three times per bound
@@ -78,7 +97,7 @@ class Lease:
         interval = min(self.settings.lease_interval, bound / 3)
         timeout = min(60.0, max(10.0, interval))  # stop() waits for a renewal in flight
         renewer = Periodic(
-            lambda: self.renew(kubectl, pod, container, bound, idempotent=False, timeout=timeout),
+            lambda: self.renew(pod, container, bound, idempotent=False, timeout=timeout),
             interval,
             "kubectl-launcher-lease",
         )

@@ -26,7 +26,8 @@ PID 1, shows the keeper the job's environment (Secret values included) and is no
 lease exists. Wrapping the job's command to write an exit marker would change upstream's fields
 of the main container. The lease costs one exec per interval and works on any cluster.
 
-The launcher's side, which runs these scripts through kubectl, is transfer.py.
+The launcher's side, which runs these scripts through the pod (objects/job_pod.py), is the rest of
+this package: delivery.py, collection.py and lease.py, driven by workspace.py.
 """
 
 from __future__ import annotations
@@ -54,15 +55,13 @@ __all__ = [
     "WAIT_SCRIPT",
     "TransferSettings",
     "container_state",
-    "copy_in_argv",
-    "copy_out_argv",
     "decorate_pod",
-    "exec_script_argv",
     "human_size",
     "init_container_failure",
     "recovery_script",
+    "script_command",
     "stage_path",
-    "tar_out_argv",
+    "tar_out_command",
     "tool_missing_failure",
 ]
 
@@ -166,9 +165,10 @@ class TransferSettings:
     delivery_timeout: int = 1800  # the init container gives up after this long without word
     keep_timeout: int = 900  # the keeper ends this long after the launcher's last word
     lease_interval: float = 60.0
-    attempts: int = 3
-    retry_delay: float = 5.0
-    command_timeout: float = 3600.0  # one kubectl cp / tar
+    attempts: int = 3  # a delivery or a collection is done whole at most this many times...
+    retry_delay: float = 5.0  # ...with retry_delay x attempt seconds between two...
+    transfer_timeout: float = 7200.0  # ...and all of them, pauses included, within this many seconds
+    command_timeout: float = 3600.0  # one kubectl cp / tar (shortened to what is left of transfer_timeout)
     verify_checksums: bool = True
     progress_interval: float = 5.0
 
@@ -184,6 +184,10 @@ class TransferSettings:
             )
         if not isinstance(self.attempts, int) or self.attempts < 1:
             raise ConfigError(f"workspace_transfer.attempts must be 1 or more, got {self.attempts!r}")
+        if isinstance(self.transfer_timeout, bool) or not isinstance(self.transfer_timeout, int | float):
+            raise ConfigError(f"workspace_transfer.transfer_timeout must be a number, got {self.transfer_timeout!r}")
+        if self.transfer_timeout <= 0:
+            raise ConfigError(f"workspace_transfer.transfer_timeout must be positive, got {self.transfer_timeout!r}")
         for name in ("retry_delay", "command_timeout", "progress_interval"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
@@ -310,32 +314,22 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
     return None
 
 
-# kubectl argv for the steps of the protocol (without the global flags, as commands.py's builders).
+# The commands run in the pod's containers (objects/job_pod.py adds kubectl exec, the pod and its namespace).
 
 
-def exec_script_argv(pod: str, container: str, script: str, *args: str) -> tuple[str, ...]:
-    """Run one of the scripts above in ``container``; ``args`` become its $1, $2, ..."""
-    return ("exec", pod, "--container", container, "--", "sh", "-c", script, "kubectl-launcher", *args)
+def script_command(script: str, *args: str) -> tuple[str, ...]:
+    """Run one of the scripts above; ``args`` become its $1, $2, ..."""
+    return ("sh", "-c", script, "kubectl-launcher", *args)
+
+
+def tar_out_command(folder: str) -> tuple[str, ...]:
+    """``folder`` as a tar stream on stdout (run in the keeper)."""
+    return ("tar", "cf", "-", "-C", folder, ".")
 
 
 def stage_path(mount_path: str, attempt: int) -> str:
     """The fresh folder in the pod that delivery attempt ``attempt`` copies to."""
     return f"{mount_path.rstrip('/')}/{STAGE_PREFIX}{attempt}"
-
-
-def copy_in_argv(pod: str, local: str, dest: str) -> tuple[str, ...]:
-    """``kubectl cp`` of a local folder to ``dest`` (which must not exist yet) through the init container."""
-    return ("cp", "--container", INIT_CONTAINER, local, f"{pod}:{dest}")
-
-
-def tar_out_argv(pod: str, folder: str) -> tuple[str, ...]:
-    """``folder`` in the pod as a tar stream on stdout, read through the keeper."""
-    return ("exec", pod, "--container", KEEPER_CONTAINER, "--", "tar", "cf", "-", "-C", folder, ".")
-
-
-def copy_out_argv(pod: str, folder: str, dest: str) -> tuple[str, ...]:
-    """``kubectl cp`` of ``folder`` in the pod to a local ``dest`` (a human's fallback: it skips symlinks)."""
-    return ("cp", "--container", KEEPER_CONTAINER, f"{pod}:{folder}", dest)
 
 
 def recovery_script(job_id: str, pod: str, reason: str, keep_timeout: int, fetch: str, release: str) -> str:

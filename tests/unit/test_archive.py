@@ -1,4 +1,4 @@
-"""archive.py: bundles, safe extraction of results, listings taken in the pod."""
+"""archive.py (safe extraction and checks of results, listings taken in the pod) and delivery.py's bundles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
-from kubectl_launcher.transfer import archive
+from kubectl_launcher.transfer import archive, delivery
 from tests.support.trees import snapshot as _snapshot
 
 
@@ -150,7 +150,7 @@ def test_bundle_leaves_out_excluded_paths_follows_symlinks_and_keeps_empty_folde
     (ws / "job1/kubectl-launcher/journal.sh").write_text("x")
     (ws / "job1/meta.json").write_text("{}")
     staging = tmp_path / "stage"
-    manifest = archive.stage_bundle(
+    manifest = delivery.stage_bundle(
         [(str(ws / "local"), "local", {"study_data.yaml"}), (str(ws / "job1"), "job1", {"kubectl-launcher"})],
         str(staging),
     )
@@ -197,3 +197,25 @@ def test_compare_names_the_first_difference(tmp_path: Path) -> None:
         archive.compare(local, archive.PodListing(2, {"a": str(digest), "b": "0" * 64}, None), what="t")
     with pytest.raises(TransferError, match="bytes"):
         archive.compare(local, archive.PodListing(2, None, 5), what="t")
+
+
+def test_check_results_extracts_and_compares_with_the_pods_listing_in_one_step(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.bin").write_bytes(b"weights")
+    tar_path = tmp_path / "r.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tf:
+        tf.add(src, arcname=".")
+    listed = archive.scan_tree(str(src))
+    sums = {rel: str(e.sha256) for rel, e in listed.entries.items() if e.kind == "f"}
+    manifest = archive.check_results(str(tar_path), str(tmp_path / "ok"), archive.PodListing(2, sums, None))
+    assert manifest.entries == listed.entries and not tar_path.exists()
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tf:
+        tf.add(src, arcname=".")
+    with pytest.raises(TransferError, match="differs"):
+        archive.check_results(
+            str(tar_path), str(tmp_path / "bad"), archive.PodListing(2, {"model.bin": "0" * 64}, None)
+        )
+    _tar(tmp_path / "evil.tar", [("l", "passwd", "/etc/passwd")])
+    with pytest.raises(UnsafeArchiveError):
+        archive.check_results(str(tmp_path / "evil.tar"), str(tmp_path / "evil"), archive.PodListing(2, {}, None))

@@ -1,4 +1,4 @@
-"""transfer.py driven through the kubectl seam by a scripted fake Runner that stands in for one pod."""
+"""The workspace transfer driven through the kubectl seam by a scripted fake Runner that stands in for one pod."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ import pytest
 from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive, background, excludes, pod_side
-from kubectl_launcher.transfer import workspace as transfer
+from kubectl_launcher.transfer.pod_side import TransferSettings
+from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.trees import snapshot as _snapshot
 
@@ -30,11 +32,29 @@ JOB = "3f1b6a2e-0c1d-4f7e-9a55-7d1e2c3b4a5f"
 POD = "site-1-3f1b6a2e"
 
 
+class Clock:
+    """A fake monotonic clock; as `sleep`, it moves on by the seconds asked and notes them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 class FakePod(ScriptedRunner):
     """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, clock: Clock | None = None) -> None:
         super().__init__()
+        self.clock = clock
+        #: kind -> seconds a command of that kind takes on `clock`; past its timeout it is killed, as the runner does
+        self.takes: dict[str, float] = {}
         self.ws = root / "pod-ws"
         self.ctl = root / "pod-ctl"
         self.ws.mkdir()
@@ -79,14 +99,19 @@ class FakePod(ScriptedRunner):
         args = argv[argv.index("--request-timeout") + 2 :]
         self.calls.append(args)
         kind = self._kind(args)
+        if kind in self.takes:
+            assert self.clock is not None
+            self.clock.now += min(self.takes[kind], call.timeout)
+            if self.takes[kind] > call.timeout:
+                return CommandResult(argv, None, "", "", timed_out=True)
+        if kind in self.slow and not self.slow[kind]():
+            gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
+            return CommandResult(argv, 1, "", gave_up)
         if self.faults.get(kind):
             result = self.faults[kind].pop(0)
             if stdout_path:
                 Path(stdout_path).write_bytes(b"")
             return CommandResult(argv, result.returncode, "", result.stderr)
-        if kind in self.slow and not self.slow[kind]():
-            gave_up = "error: Internal error occurred: container gave up: no word from the launcher"
-            return CommandResult(argv, 1, "", gave_up)
         getattr(self, f"_{kind}")(args, stdout_path)
         return CommandResult(argv, 0)
 
@@ -194,14 +219,6 @@ def _manifest() -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     ws = tmp_path / "site"
@@ -223,13 +240,20 @@ def pod(tmp_path: Path) -> FakePod:
     return FakePod(tmp_path)
 
 
-def _transfer(site: Path, clock: Clock, **settings: Any) -> transfer.WorkspaceTransfer:
-    s = pod_side.TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
-    # inline: the look that starts a delivery or a collection also takes its outcome (the steps are the
-    # same; test_a_delivery_runs_away_from_the_look_that_starts_it covers the default daemon thread)
-    t = transfer.WorkspaceTransfer(
-        str(site), JOB, WMP, s, clock=clock, sleep=lambda _: None, run_step=background.inline
-    )
+#: advance() waits this long at most for the step it started: far more than any step here takes, so each
+#: advance ends with its step picked up (a test of the contrary passes advance_wait=0).
+STEP_DONE_WITHIN = 60.0
+
+
+def _transfer(
+    site: Path,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = lambda _: None,
+    advance_wait: float = STEP_DONE_WITHIN,
+    **settings: Any,
+) -> WorkspaceTransfer:
+    s = TransferSettings(**{"retry_delay": 0, "progress_interval": 0, **settings})
+    t = WorkspaceTransfer(str(site), JOB, WMP, s, clock=clock, sleep=sleep, advance_wait=advance_wait)
     t.decorate(_manifest(), "main")
     return t
 
@@ -239,7 +263,7 @@ def _kubectl(pod: FakePod) -> Kubectl:
 
 
 def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(site: Path) -> None:
-    t = transfer.WorkspaceTransfer(str(site), JOB, WMP)
+    t = WorkspaceTransfer(str(site), JOB, WMP)
     manifest = _manifest()
     main_before = copy.deepcopy(manifest["spec"]["containers"][0])
     t.decorate(manifest, "main")
@@ -265,9 +289,9 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
 
 
 def test_decorate_uses_the_configured_image_and_resources(site: Path) -> None:
-    s = pod_side.TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
+    s = TransferSettings(image="busybox:1.36", resources={"requests": {"cpu": "1"}})
     manifest = _manifest()
-    transfer.WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
+    WorkspaceTransfer(str(site), JOB, WMP, s).decorate(manifest, "main")
     init = manifest["spec"]["initContainers"][0]
     assert (init["image"], init["resources"]) == ("busybox:1.36", {"requests": {"cpu": "1"}})
 
@@ -276,7 +300,7 @@ def test_decorate_refuses_a_pod_without_the_workspace_volume(site: Path) -> None
     manifest = _manifest()
     manifest["spec"]["containers"][0]["volumeMounts"] = []
     with pytest.raises(ConfigError, match="workspace_mount_path"):
-        transfer.WorkspaceTransfer(str(site), JOB, WMP).decorate(manifest, "main")
+        WorkspaceTransfer(str(site), JOB, WMP).decorate(manifest, "main")
 
 
 def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path, pod: FakePod) -> None:
@@ -365,7 +389,7 @@ def test_an_init_container_that_found_no_tar_is_reported_naming_the_image(site: 
     assert t.finished and isinstance(t.error, TransferError)
 
 
-def _deliver(t: transfer.WorkspaceTransfer, pod: FakePod) -> Kubectl:
+def _deliver(t: WorkspaceTransfer, pod: FakePod) -> Kubectl:
     kubectl = _kubectl(pod)
     t.advance(kubectl, _pod("running"))
     pod.calls.clear()
@@ -479,12 +503,12 @@ def test_a_pod_that_fails_before_its_init_container_runs_has_nothing_to_collect(
 
 def test_settings_are_checked_and_name_the_field() -> None:
     with pytest.raises(ConfigError, match="nonsense"):
-        pod_side.TransferSettings.from_mapping({"nonsense": 1})
+        TransferSettings.from_mapping({"nonsense": 1})
     with pytest.raises(ConfigError, match="lease_interval"):
-        pod_side.TransferSettings(keep_timeout=30, lease_interval=20)
+        TransferSettings(keep_timeout=30, lease_interval=20)
     with pytest.raises(ConfigError, match="keep_timeout"):
-        pod_side.TransferSettings(keep_timeout=2)
-    s = pod_side.TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
+        TransferSettings(keep_timeout=2)
+    s = TransferSettings.from_mapping({"image": "busybox", "keep_timeout": 60, "lease_interval": 10})
     assert (s.image, s.keep_timeout) == ("busybox", 60)
 
 
@@ -583,10 +607,10 @@ def test_there_is_never_more_than_one_renewer() -> None:
 
 def test_a_second_lease_renewer_for_one_transfer_is_refused(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock())
-    kubectl = _kubectl(pod)
-    with t.lease.kept(kubectl, POD, pod_side.INIT_CONTAINER, 10):
+    job_pod = JobPod(_kubectl(pod), POD)
+    with t.lease.kept(job_pod, pod_side.INIT_CONTAINER, 10):
         with pytest.raises(RuntimeError, match="renewer"):
-            with t.lease.kept(kubectl, POD, pod_side.INIT_CONTAINER, 10):
+            with t.lease.kept(job_pod, pod_side.INIT_CONTAINER, 10):
                 pass  # pragma: no cover
     assert _lease_threads() == []
 
@@ -612,27 +636,155 @@ def test_a_collection_under_transient_failures_runs_tar_at_most_attempts_times_w
     assert slept == []  # the seam never backed off for a command inside a transfer step
 
 
+_UNREACHABLE = "Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused"
+
+
+@pytest.mark.parametrize(
+    "tar_takes, tar_timeouts, pauses, error",
+    [
+        # each tar fails after 3000 s: the third gets only what is left of the 7200 s and is killed at the deadline
+        (3000.0, [3600.0, 3600.0, 1185.0], [5.0, 10.0], "after 3 attempts"),
+        # each tar hangs: the second ends at the deadline, and no third starts
+        (10_000.0, [3600.0, 3595.0], [5.0], "within 7200s"),
+    ],
+)
+def test_a_failing_collection_with_the_launchers_retry_settings_runs_tar_a_bounded_number_of_times_within_the_deadline(
+    site: Path, tmp_path: Path, tar_takes: float, tar_timeouts: list[float], pauses: list[float], error: str
+) -> None:
+    clock = Clock()
+    pod = FakePod(tmp_path, clock)
+    # as the launcher builds its Kubectl: the seam's default policy (3 retries, default backoff)
+    launcher_like = Kubectl(namespace="nvflare", runner=pod, sleep=clock.sleep, clock=clock)
+    assert (launcher_like.retry.retries, launcher_like.retry.backoff_first) == (3, 0.5)
+    t = _transfer(site, clock, clock.sleep, retry_delay=5)  # attempts=3, 3600 s a command, 7200 s in all
+    t.advance(launcher_like, _pod("running"))
+    assert t.delivered
+    pod.calls.clear()
+    pod.received.clear()
+    pod.takes["tar"] = tar_takes
+    pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", _UNREACHABLE)] * 12
+    started = clock.now
+
+    with pytest.raises(TransferError, match=error):
+        t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
+
+    assert [c.timeout for c in pod.received if "tar" in c.argv] == tar_timeouts
+    assert pod.kinds() == ["list", "tar"] * len(tar_timeouts)  # no release: the keeper holds the results
+    assert clock.slept == pauses  # the step's pauses only: the seam never retried a command inside it
+    assert clock.now - started <= 7200
+
+
+def test_a_redo_never_starts_a_pause_that_would_reach_the_deadline(site: Path, tmp_path: Path) -> None:
+    clock = Clock()
+    pod = FakePod(tmp_path, clock)
+    kubectl = Kubectl(namespace="nvflare", runner=pod, sleep=clock.sleep, clock=clock)
+    t = _transfer(site, clock, clock.sleep, retry_delay=100, transfer_timeout=150, attempts=5)
+    pod.takes["cp"] = 60.0
+    pod.faults["cp"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 5
+    with pytest.raises(TransferError, match=r"within 150s \(1 attempts\)"):
+        t.advance(kubectl, _pod("running"))
+    assert pod.kinds() == ["prepare", "cp"] and clock.slept == []
+
+
+class Gate:
+    """Holds a command until the test opens it; `entered` says the command is in flight."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self) -> bool:
+        self.entered.set()
+        assert self._open.wait(30), "the test never opened the gate"
+        return True
+
+    def open(self) -> None:
+        self._open.set()
+
+
+def _advance_until(t: WorkspaceTransfer, kubectl: Kubectl, status: dict[str, Any], done: Callable[[], bool]) -> None:
+    """Look again, as the handle does, until ``done()`` (at most a few hundred looks)."""
+    for _ in range(1000):
+        t.advance(kubectl, status)
+        if done():
+            return
+        time.sleep(0.01)
+    raise AssertionError("the transfer never got there")
+
+
+def _collection_in_flight(
+    site: Path, pod: FakePod, *, fault: str | None = None, attempts: int = 3
+) -> tuple[WorkspaceTransfer, Kubectl, dict[str, Any], Gate]:
+    """A delivered transfer (advance_wait=0) whose collection's tar is held at a gate; ``fault``: its stderr."""
+    t = _transfer(site, Clock(), advance_wait=0, attempts=attempts)
+    kubectl = _kubectl(pod)
+    _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
+    pod.calls.clear()
+    gate = Gate()
+    pod.slow["tar"] = gate
+    if fault is not None:
+        pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", fault)]
+    ended = _pod("terminated", "terminated", "running", "Running")
+    t.advance(kubectl, ended)  # starts the collection and returns with the tar in flight
+    assert gate.entered.wait(10)
+    return t, kubectl, ended, gate
+
+
+def test_advance_returns_while_a_long_collection_runs_and_a_later_look_picks_up_its_outcome(
+    site: Path, pod: FakePod
+) -> None:
+    t, kubectl, ended, gate = _collection_in_flight(site, pod)
+    looks = [threading.Thread(target=t.advance, args=(kubectl, ended)) for _ in range(4)]
+    for look in looks:  # the handle's poll and wait look too, from their own threads
+        look.start()
+    for look in looks:
+        look.join()
+    t.advance(kubectl, ended)
+    assert not t.collected and not t.finished
+    assert pod.kinds() == ["list", "tar"]  # one collection, however many looks
+
+    gate.open()
+    _advance_until(t, kubectl, ended, lambda: t.collected)
+    assert t.finished and t.error is None
+    assert pod.kinds() == ["list", "tar", "release"] and (pod.ctl / "released").exists()
+
+
+def test_a_collection_that_failed_in_the_background_is_raised_once_from_a_later_look(site: Path, pod: FakePod) -> None:
+    t, kubectl, ended, gate = _collection_in_flight(site, pod, fault="error: unexpected EOF", attempts=1)
+    gate.open()
+    with pytest.raises(TransferError, match="were not collected"):
+        _advance_until(t, kubectl, ended, lambda: False)
+    assert t.finished and isinstance(t.error, TransferError) and not t.collected
+    t.advance(kubectl, ended)  # raised once: the handle has its EXCEPTION already
+    assert (site / JOB / "kubectl-launcher/recover-results.sh").exists()
+
+
+def test_close_stops_the_transfer_and_a_step_in_flight_leaves_no_recovery_note(site: Path, pod: FakePod) -> None:
+    not_found = 'Error from server (NotFound): pods "x" not found'
+    t, kubectl, ended, gate = _collection_in_flight(site, pod, fault=not_found, attempts=1)
+
+    t.close()  # the handle terminated the job: its pod is being deleted
+    assert t.finished
+    gate.open()
+    for step in [th for th in threading.enumerate() if th.name == "kubectl-launcher-transfer-collect"]:
+        step.join(30)
+    t.advance(kubectl, ended)  # nothing raised, nothing started
+    assert t.error is None and not t.collected
+    assert pod.kinds() == ["list", "tar"]
+    assert not (site / JOB / "kubectl-launcher/recover-results.sh").exists()
+
+
 def test_a_delivery_runs_away_from_the_look_that_starts_it_and_a_later_look_takes_its_outcome(
     site: Path, pod: FakePod
 ) -> None:
-    s = pod_side.TransferSettings(retry_delay=0, progress_interval=0)
-    t = transfer.WorkspaceTransfer(str(site), JOB, WMP, s, clock=Clock(), sleep=lambda _: None)  # default runner
-    t.decorate(_manifest(), "main")
-    copying, may_finish = threading.Event(), threading.Event()
-
-    def hold_the_copy() -> bool:
-        copying.set()
-        return may_finish.wait(30)
-
-    pod.slow["cp"] = hold_the_copy
+    t = _transfer(site, Clock(), advance_wait=0)
     kubectl = _kubectl(pod)
+    gate = Gate()
+    pod.slow["cp"] = gate
     t.advance(kubectl, _pod("running"))  # returns while the copy is held up
-    assert copying.wait(30)
-    assert not t.delivered
+    assert gate.entered.wait(10)
     t.advance(kubectl, _pod("running"))  # a look while the step runs starts nothing new
-    may_finish.set()
-    step = t._step
-    assert step is not None and step.done.wait(30)
-    assert t.delivered
-    t.advance(kubectl, _pod("running"))  # takes the outcome: nothing raised, nothing run again
+    assert not t.delivered
+    gate.open()
+    _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
     assert pod.kinds() == ["prepare", "cp", "list", "place"]
