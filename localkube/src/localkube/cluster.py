@@ -5,12 +5,15 @@ demo and `kubectl-launcher local-cluster`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import shutil
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -90,6 +93,8 @@ class LocalCluster:
         self._stopping: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        #: pod processes stop() had to kill itself (see _kill_strays): a kubelet bookkeeping bug if not empty
+        self.strays: list[str] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> LocalCluster:
@@ -114,7 +119,36 @@ class LocalCluster:
         if thread is not None:
             thread.join(60)
         self._thread = None
+        self._kill_strays()
         shutil.rmtree(os.path.join(self.state_dir, "pods"), ignore_errors=True)
+
+    def _kill_strays(self) -> None:
+        """A backstop: a pod process the kubelet's shutdown did not stop (a race seen about once in four runs
+        of tests/integration/test_pod_watch_localkube.py, not yet found) is killed, and said so in the log
+        and in ``self.strays``, so that it neither outlives the cluster nor goes unnoticed."""
+        marker = f"{MARKER_ENV}={self.cluster_id}".encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marker not in env:
+                continue
+            pod = next((e[9:].decode(errors="replace") for e in env if e.startswith(b"HOSTNAME=")), "?")
+            self.strays.append(f"process {pid} of pod {pod}")
+            log.error("pod %s: process %s outlived the kubelet's shutdown; killing it", pod, pid)
+            with contextlib.suppress(OSError):
+                os.killpg(int(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(int(pid), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while (
+            self.strays
+            and time.monotonic() < deadline
+            and any(os.path.exists(f"/proc/{s.split()[1]}") and _alive(s.split()[1]) for s in self.strays)
+        ):
+            time.sleep(0.05)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -296,3 +330,12 @@ def _add_node(store: Store, capacity: Mapping[str, str]) -> None:
         "nodeInfo": {"kubeletVersion": "v1.32.0", "operatingSystem": "linux", "architecture": "amd64"},
     }
     store.replace("nodes", "", NODE_NAME, created, status_only=True)
+
+
+def _alive(pid: str) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
