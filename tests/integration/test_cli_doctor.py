@@ -58,11 +58,7 @@ def test_doctor_exits_0_on_a_healthy_set_up(
 def test_doctor_exits_1_naming_pods_exec_when_that_permission_is_denied(
     local_cluster: LocalCluster, kubectl_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # `faults.deny(verb, resource)` compares the review's resource only ("pods" for pods/exec, whose
-    # subresource is "exec"), so the subresource is denied through the access policy.
-    local_cluster.faults.access_policy = lambda attrs: (
-        not (attrs.get("verb") == "create" and attrs.get("resource") == "pods" and attrs.get("subresource") == "exec")
-    )
+    local_cluster.faults.deny("create", "pods/exec")
     code, report = doctor(capsys, kubectl_path, local_cluster.kubeconfig_path, tmp_path)
     assert code == 1
     errors = [c for c in report["checks"] if c["severity"] == "error"]

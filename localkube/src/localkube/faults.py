@@ -122,14 +122,16 @@ class Faults:
 
     # -- authorization -------------------------------------------------------------------------------
     def deny(self, verb: str | None = None, resource: str | None = None) -> None:
-        """SelfSubjectAccessReviews for this verb/resource (None: any) answer allowed=false."""
+        """SelfSubjectAccessReviews for this verb/resource (None: any) answer allowed=false. A subresource is
+        written as RBAC writes it, ``pods/exec``; plain ``pods`` denies the resource, not its subresources."""
         self.denied.append((verb, resource))
 
     def access_allowed(self, attrs: Mapping[str, str]) -> bool:
         if self.access_policy is not None and not self.access_policy(attrs):
             return False
+        asked = attrs.get("resource", "") + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
         for verb, resource in self.denied:
-            if (verb is None or attrs.get("verb") == verb) and (resource is None or attrs.get("resource") == resource):
+            if (verb is None or attrs.get("verb") == verb) and (resource is None or asked == resource):
                 return False
         return True
 
