@@ -3,6 +3,7 @@ pods of one job at two sites (created with the labels and annotations every laun
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -124,3 +125,40 @@ def test_kubectl_nvflare_status_runs_as_a_kubectl_plugin(
         [kubectl_path, "nvflare", "status", "--help"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert usage.stdout.startswith("usage: kubectl nvflare status")
+
+
+def test_cleanup_shows_its_plan_then_removes_ended_jobs_pods_and_orphan_secrets_and_nothing_else(
+    local_cluster: LocalCluster,
+    job: str,
+    kubectl_path: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running = str(uuid.uuid4())
+    alive = job_pod(running, "site-1")
+    alive["spec"]["containers"][0]["command"] = ["sleep", "3600"]
+    local_cluster.create("pods", alive)
+    orphan = credential_secret_name(job_pod_name(uuid4_to_rfc1123(str(uuid.uuid4())), "site-1"))
+    local_cluster.create(
+        "secrets", build_secret_manifest(orphan, "default", {"K": b"v"}, managed_labels("site-1", "x"))
+    )
+    local_cluster.create("secrets", build_secret_manifest("someone-elses", "default", {"K": b"v"}, {"app": "other"}))
+    names = [job_pod_name(uuid4_to_rfc1123(job), s) for s in SITES]
+    planned = sorted([f"pod {n}" for n in names] + [f"secret {orphan}", f"secret {credential_secret_name(names[1])}"])
+    args = ["cleanup", "--older-than", "0s", *base(local_cluster, kubectl_path, tmp_path)]
+
+    assert cli.main([*args, "--dry-run"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert sorted(" ".join(line.split()[:2]) for line in shown[1:]) == planned  # below the header row
+    assert all(local_cluster.get("pods", n) is not None for n in names)  # a dry run deletes nothing
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # no answer at the prompt: nothing is deleted
+    assert cli.main(args) == 0
+    assert local_cluster.get("secrets", orphan) is not None
+
+    assert cli.main([*args, "--yes"]) == 0
+    wait_until(lambda: all(local_cluster.get("pods", n) is None for n in names))
+    assert local_cluster.get("secrets", orphan) is None
+    assert local_cluster.get("pods", job_pod_name(uuid4_to_rfc1123(running), "site-1")) is not None  # still running
+    assert local_cluster.get("secrets", "someone-elses") is not None  # not ours: never touched
