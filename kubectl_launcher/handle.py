@@ -19,14 +19,14 @@ from kubectl_launcher.domain.job_tracker import (
     QUICK_POLL_WINDOW,
     JobTracker,
     TrackerSettings,
-    TransferView,
 )
 from kubectl_launcher.domain.manifest import build_pod_manifest
 from kubectl_launcher.domain.plan import normalize_pending_timeout
 from kubectl_launcher.domain.pod_status import JOB_RETURN_CODE_MAPPING, JobState, ReturnCode
-from kubectl_launcher.errors import TransferError
 from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.objects import job_pod
 from kubectl_launcher.objects.job_pod import JobPod, PodRead, PodReadStatus, WorkspaceTransferSpec
+from kubectl_launcher.objects.pod_watch import site_selector
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -52,6 +52,10 @@ class _Seen(NamedTuple):
 
 class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no type information
     """Follows one job pod. Same constructor and behaviour as upstream's handle, with kubectl as the client.
+
+    A pod carrying our labels (job_config's `labels`, as every launch's) is followed through its site's
+    one pod watch (objects/pod_watch.py): poll() answers from its cache, wait() and enter_states()
+    wake when the pod changes. Any other pod is read with one `kubectl get pod` per look.
 
     Threads: NVFlare may call poll()/wait() in one thread and terminate() in another. Looks are
     serialised; terminate() never waits for one, and its verdict wins. The terminal state changes only
@@ -84,6 +88,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         quick_poll_interval: float = QUICK_POLL_INTERVAL,
         quick_poll_window: float = QUICK_POLL_WINDOW,
         permanent_failure_limit: float | None = PERMANENT_FAILURE_LIMIT,
+        subscribe: job_pod.Subscribe = job_pod.subscribe_to_site_watch,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -98,13 +103,18 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self._clock, self._sleep = clock, sleep
         self._namespace = namespace  # for messages only when there is no JobPod
         self._pod: JobPod | None = None
-        if api_instance is not None:
-            self._pod = JobPod(api_instance, self.pod_name, namespace, label=self._what(), logger=self.logger)
-
         manifest = build_pod_manifest(job_config, python_path=python_path)
+        if api_instance is not None:
+            selector = site_selector(manifest["metadata"].get("labels") or {})
+            self._pod = JobPod(
+                api_instance, self.pod_name, namespace, label=self._what(), logger=self.logger, selector=selector,
+                subscribe=subscribe,
+            )  # fmt: skip
         self.container_name: str = manifest["spec"]["containers"][0]["name"]
         if workspace_transfer is not None:
             workspace_transfer.decorate(manifest, self.container_name)
+            if self._pod is not None and isinstance(workspace_transfer, job_pod.WakesOnStepEnd):
+                workspace_transfer.on_step_end(self._pod.wake)
         self._manifest = manifest
 
         settings = TrackerSettings(
@@ -139,7 +149,9 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                 return False
             self._terminal_state = state
             self._terminal_return_code = None if return_code == JOB_RETURN_CODE_MAPPING[state] else return_code
-            return True
+        if self._pod is not None:
+            self._pod.wake()  # a wait() in another thread returns now
+        return True
 
     def get_manifest(self) -> dict[str, Any]:
         return copy.deepcopy(self._manifest)
@@ -161,7 +173,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
             seen = self._step()
             if seen.interrupted or self._terminal_state is not None:
                 return
-            self._sleep(self._tracker.interval(seen.now))
+            self._pause(seen.now)
 
     def enter_states(self, job_states_to_enter: JobState | Sequence[JobState]) -> bool:
         """True once the pod is in one of the states; False when the job ended or `timeout` passed first."""
@@ -182,7 +194,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                 names = [cast(JobState, state).name for state in targets]
                 self._fail(f"timed out after {self.timeout}s waiting for the pod to enter {names}")
                 return False
-            self._sleep(self._tracker.interval(seen.now))
+            self._pause(seen.now)
 
     def terminate(self) -> None:
         """Delete the pod and the job's credential Secret (once; safe to call again, from any thread).
@@ -201,7 +213,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
             pod = self._job_pod()
             read = pod.read()
             now = self._clock()
-            verdict = self._tracker.observe(read, now, pod.events, self._advance_transfer(pod, read))
+            verdict = self._tracker.observe(read, now, pod.events, pod.advance(self.workspace_transfer, read))
             with self._lock:
                 if self._terminal_state is not None:  # terminate() came first
                     return _Seen(self._terminal_state, True, now)
@@ -213,21 +225,9 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                 self._clean_up(delete_pod=verdict.delete_pod)
             return _Seen(verdict.state, verdict.ended, now)
 
-    def _advance_transfer(self, pod: JobPod, read: PodRead) -> TransferView | None:
-        """Let the transfer take its next step, and say where it stands (Contract 7)."""
-        transfer = self.workspace_transfer
-        if transfer is None:
-            return None
-        error: str | None = None
-        if read.status is PodReadStatus.FOUND and read.pod is not None and not transfer.finished:
-            try:
-                transfer.advance(pod.kubectl, cast(dict[str, Any], read.pod))
-            except TransferError as e:
-                error = str(e)
-            except Exception:
-                # A bug in the transfer must not end a job that may be fine; the next look tries again.
-                self.logger.exception(f"unexpected error in the workspace transfer of {self._what()}")
-        return TransferView(transfer.finished, transfer.delivered, transfer.collected, error)
+    def _pause(self, now: float) -> None:
+        """Until the next look: the pod's next change (following) or the tracker's interval, whichever first."""
+        self._job_pod().pause(self._tracker.interval(now), self._sleep)
 
     def _fail(self, reason: str) -> None:
         if self.end(JobState.TERMINATED, ReturnCode.EXCEPTION):

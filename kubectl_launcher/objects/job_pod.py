@@ -9,6 +9,11 @@ seam's typed errors.
 The namespace is held once, by the JobPod's own Kubectl: when the pod lives in another namespace
 than the given Kubectl's, the JobPod works through a copy of it for that namespace (same journals,
 redaction, cache and runner), so every command carries exactly one ``--namespace``.
+
+Following: a JobPod given its site's `selector` (our labels: pod_watch.site_selector) reads itself and
+its events from a subscription to the site's one pod watch, taken on the first read (after the pod
+was applied) and released by `stop_following()` or `clean_up()`; `pause()` then waits for the pod to
+change instead of sleeping. Without a selector every read is one `kubectl get pod`.
 """
 
 from __future__ import annotations
@@ -16,17 +21,27 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast, runtime_checkable
 
-from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus
+from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus, TransferView
 from kubectl_launcher.domain.pod_status import Event, Pod
-from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError
+from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError, TransferError
 from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
 from kubectl_launcher.kubectl import purpose as tag
 from kubectl_launcher.objects.launch_secrets import raise_if_validation
+from kubectl_launcher.objects.pod_watch import PodWatch
 
-__all__ = ["JobPod", "PodRead", "PodReadStatus", "WorkspaceTransferSpec"]
+__all__ = [
+    "JobPod",
+    "PodFollower",
+    "PodRead",
+    "PodReadStatus",
+    "Subscribe",
+    "WakesOnStepEnd",
+    "WorkspaceTransferSpec",
+    "subscribe_to_site_watch",
+]
 
 Argv = tuple[str, ...]
 
@@ -42,10 +57,34 @@ def in_namespace(kubectl: Kubectl, namespace: str) -> Kubectl:
     return clone
 
 
+class PodFollower(Protocol):
+    """One pod followed through a watch (pod_watch.PodSubscription is one; tests give their own)."""
+
+    def latest(self) -> PodRead: ...
+
+    def wait_for_change(self, timeout: float) -> bool: ...
+
+    def events(self) -> list[Event] | None: ...
+
+    def wake(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+#: (kubectl, selector, pod name) -> the pod followed through its site's watch.
+Subscribe = Callable[[Kubectl, str, str], PodFollower]
+
+
+def subscribe_to_site_watch(kubectl: Kubectl, selector: str, name: str) -> PodFollower:
+    """The pod followed through the one watch its site's pods share (every copy of `kubectl`)."""
+    return PodWatch.for_site(kubectl, selector).subscribe(name)
+
+
 class JobPod:
     """One pod, by name, in one namespace (default: the Kubectl's).
 
-    `label` names the pod in log messages (e.g. "job J pod P (namespace N)").
+    `label` names the pod in log messages (e.g. "job J pod P (namespace N)"); `selector`: follow it
+    through the site's watch (`subscribe` makes the subscription).
     """
 
     def __init__(
@@ -56,9 +95,16 @@ class JobPod:
         *,
         label: str | None = None,
         logger: logging.Logger | None = None,
+        selector: str | None = None,
+        subscribe: Subscribe = subscribe_to_site_watch,
     ) -> None:
         self.kubectl = kubectl if namespace is None else in_namespace(kubectl, namespace)
         self.name = name
+        self.selector = selector
+        self._subscribe = subscribe
+        self._follow_lock = threading.Lock()
+        self._follower: PodFollower | None = None
+        self._followed = False  # a subscription was taken (and maybe released since)
         self.label = label or f"pod {name} (namespace {self.namespace})"
         self.logger = logger or _log
         self._cleanup_lock = threading.Lock()  # one clean-up at a time
@@ -69,10 +115,54 @@ class JobPod:
     def namespace(self) -> str:
         return self.kubectl.namespace
 
+    # -- following --
+
+    @property
+    def follows(self) -> bool:
+        """Reads come from the site's watch (until stop_following)."""
+        return self.selector is not None and (self._follower is not None or not self._followed)
+
+    def _following(self) -> PodFollower | None:
+        """The subscription, taken on the first call; None when not (or no longer) following."""
+        with self._follow_lock:
+            if self.selector is None or self._followed:
+                return self._follower
+            self._followed = True
+            self._follower = self._subscribe(self.kubectl, self.selector, self.name)
+            return self._follower
+
+    def pause(self, seconds: float, sleep: Callable[[float], None]) -> None:
+        """Wait before the next look: until the pod changes or `wake()` (at most `seconds`) when
+        following, else `sleep(seconds)`."""
+        follower = self._follower
+        if follower is None:
+            sleep(seconds)
+        else:
+            follower.wait_for_change(seconds)
+
+    def wake(self) -> None:
+        """End a pause() under way (the job ended, a transfer step finished); safe from any thread."""
+        follower = self._follower
+        if follower is not None:
+            follower.wake()
+
+    def stop_following(self) -> None:
+        """Release the subscription (the last one of a site stops its watch). Idempotent; later reads
+        are one `kubectl get` each."""
+        with self._follow_lock:
+            follower, self._follower, self._followed = self._follower, None, True
+        if follower is not None:
+            follower.wake()
+            follower.release()
+
     # -- reading --
 
     def read(self) -> PodRead:
-        """One look at the pod (one get, retried by the seam's policy for transient failures only)."""
+        """One look at the pod: from the site's watch when following (no process), else one get
+        (retried by the seam's policy for transient failures only)."""
+        follower = self._following()
+        if follower is not None:
+            return follower.latest()
         try:
             document = self.kubectl.get_json(commands.get_pod(self.name), expect_kind="Pod", purpose=tag.READ)
         except KubectlNotFound:
@@ -89,7 +179,11 @@ class JobPod:
         return PodRead(PodReadStatus.FOUND, cast(Pod, document))
 
     def events(self) -> list[Event] | None:
-        """The pod's events, or None when they could not be read."""
+        """The pod's events (following: its Warning events, from the namespace's shared read), or None
+        when they could not be read."""
+        follower = self._follower
+        if follower is not None:
+            return follower.events()
         try:
             document = self.kubectl.get_json(commands.get_pod_events(self.name), purpose=tag.EVENTS)
         except (KubectlError, ProtocolError) as e:
@@ -99,6 +193,22 @@ class JobPod:
         if not isinstance(items, list):
             return []
         return [cast(Event, item) for item in items if isinstance(item, dict)]
+
+    def advance(self, transfer: WorkspaceTransferSpec | None, read: PodRead) -> TransferView | None:
+        """Let the pod's workspace transfer take its next step after `read`, and say where it stands
+        (Contract 7); None without a transfer."""
+        if transfer is None:
+            return None
+        error: str | None = None
+        if read.status is PodReadStatus.FOUND and read.pod is not None and not transfer.finished:
+            try:
+                transfer.advance(self.kubectl, cast(dict[str, Any], read.pod))
+            except TransferError as e:
+                error = str(e)
+            except Exception:
+                # A bug in the transfer must not end a job that may be fine; the next look tries again.
+                self.logger.exception(f"unexpected error in the workspace transfer of {self.label}")
+        return TransferView(transfer.finished, transfer.delivered, transfer.collected, error)
 
     # -- creating and deleting --
 
@@ -142,7 +252,8 @@ class JobPod:
     def clean_up(self, *, delete_pod: bool, secret: str | None = None) -> None:
         """What a job leaves, removed once (safe from any thread): the pod when asked (a failed delete is
         retried by a later call) and the job's credential Secret (tried once; its ownerReference on
-        the pod remains the backstop)."""
+        the pod remains the backstop). The pod is no longer followed."""
+        self.stop_following()
         with self._cleanup_lock:
             if delete_pod and not self._deleted:
                 self._deleted = self.delete()
@@ -247,3 +358,12 @@ class WorkspaceTransferSpec(Protocol):
     #: The results are back and the keeper released, so the job container's exit code (already
     #: terminated) is the job's outcome without waiting for the pod's phase.
     collected: bool
+
+
+@runtime_checkable
+class WakesOnStepEnd(Protocol):
+    """What a workspace transfer may add to Contract 7: the handle then looks again the moment a
+    background step ends, instead of at its next interval (a step's end is no pod event)."""
+
+    def on_step_end(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` (from any thread, without raising) each time a step ends, done or failed."""

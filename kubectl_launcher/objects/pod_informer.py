@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from kubectl_launcher.domain.pod_cache import PodCache, PodRead, parse_watch_event
 from kubectl_launcher.errors import KubectlError, ProtocolError
 from kubectl_launcher.kubectl import Kubectl, KubectlStream
-from kubectl_launcher.kubectl.purpose import READ, WATCH
+from kubectl_launcher.kubectl.purpose import WATCH
 
 __all__ = ["Informer", "InformerSettings"]
 
@@ -110,6 +110,12 @@ class Informer:
         with self._lock:
             return waiter.cond.wait_for(lambda: waiter.version != waiter.seen, max(0.0, timeout))
 
+    def poke(self, waiter: _Waiter) -> None:
+        """Wake this subscriber's wait_for_change as if its pod had changed (its owner has news of its own)."""
+        with self._lock:
+            waiter.version += 1
+            waiter.cond.notify_all()
+
     def _notify(self, names: Iterable[str]) -> None:
         """Called with the lock held."""
         for name in names:
@@ -198,7 +204,7 @@ class Informer:
         kubectl = self.kubectl()
         try:
             # Not retried by the seam: this loop's backoff is the retry, for the whole site.
-            result = kubectl.run(self.list_args, purpose=READ)
+            result = kubectl.run(self.list_args, purpose=WATCH)
             document = json.loads(result.stdout)
             if not isinstance(document, dict) or document.get("kind") != "PodList":
                 raise ProtocolError(f"not a PodList: {kubectl.describe(result.argv)}")

@@ -24,6 +24,7 @@ stops (its kubectl too) when the last one is released, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import copy
 import logging
 import random
 import threading
@@ -124,6 +125,11 @@ class PodSubscription:
         """The pod's Warning events (shared namespace-wide read, at most one per interval); None: unreadable."""
         return self._events.events_for(self.name)
 
+    def wake(self) -> None:
+        """Make a wait_for_change under way (or the next one) return True at once: news from elsewhere
+        (the job ended, a transfer step finished). latest() answers as before."""
+        self._informer.poke(self._waiter)
+
     def release(self) -> None:
         """This subscriber is done; the last one to release stops the watch's kubectl. Idempotent."""
         self._release()
@@ -177,10 +183,14 @@ class PodWatch:
     def for_site(cls, kubectl: Kubectl, selector: str, *, namespace: str | None = None) -> PodWatch:
         """The site's shared watch for `selector` (see site_selector) in `namespace` (default: kubectl's).
 
-        Copies of one Kubectl (`for_job`) share it; the watch journals through the one with the fewest
-        journals seen (the site's, when the launcher's own Kubectl comes by), not a job's.
+        Copies of one Kubectl (`for_job`) share it. The watch serves every job of the site, so it journals
+        into the site's journal only: a Kubectl is built with one journal (the site's) and `for_job` adds
+        the job's after it, so the watch keeps the first; and the fewest journals of any Kubectl seen.
         """
         ns = namespace or kubectl.namespace
+        if len(kubectl.journals) > 1:
+            kubectl = copy.copy(kubectl)
+            kubectl.journals = kubectl.journals[:1]
         key = _Key.of(kubectl, ns, selector)
         with cls._registry_lock:
             watch = cls._registry.get(key)

@@ -331,6 +331,20 @@ def test_the_last_release_stops_the_watch_and_a_new_subscription_starts_a_new_on
     assert query(site.streamer.started[1])["resourceVersion"] == "200"
 
 
+def test_wake_ends_a_wait_for_change_without_changing_what_latest_reads(site: Site) -> None:
+    site.runner.lists.append((0, pod_list(100, pod("a", 90)), ""))
+    sub = site.watch.subscribe("a")
+    eventually(lambda: sub.latest().status is FOUND)
+    before = sub.latest()
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(sub.wait_for_change(30.0)))
+    waiter.start()
+    sub.wake()
+    waiter.join()
+    assert woke == [True] and sub.latest() == before
+    assert sub.wait_for_change(0.0) is False  # the wake was taken by the last read
+
+
 def test_a_subscription_dropped_unreleased_is_released_when_collected(site: Site) -> None:
     site.runner.lists.append((0, pod_list(100), ""))
     sub = site.watch.subscribe("a")
@@ -369,13 +383,22 @@ def test_copies_of_one_kubectl_share_one_watch_and_it_journals_through_the_sites
     job_b = site_kubectl.for_job(Journal(str(tmp_path / "b")))
     watch = PodWatch.for_site(job_a, SELECTOR)
     assert PodWatch.for_site(job_b, SELECTOR) is watch
-    assert watch.kubectl is job_a
+    assert watch.kubectl.journals == job_a.journals
     assert PodWatch.for_site(site_kubectl, SELECTOR) is watch
     assert watch.kubectl is site_kubectl  # the fewest journals: the site's
     assert PodWatch.for_site(job_b, SELECTOR, namespace="other") is not watch
     assert PodWatch.for_site(job_b, SELECTOR.replace("site-1", "site-2")) is not watch
     other = Kubectl(kubectl="/nonexistent/kubectl", namespace="ns1", cache_dir=str(tmp_path / "c"), context="x")
     assert PodWatch.for_site(other, SELECTOR) is not watch
+
+
+def test_the_watch_journals_into_the_site_journal_only_not_the_first_jobs(tmp_path: Path) -> None:
+    site_journal = Journal(str(tmp_path / "site"))
+    site_kubectl = Kubectl(kubectl="/nonexistent/kubectl", namespace="ns2", journal=site_journal)
+    job = site_kubectl.for_job(Journal(str(tmp_path / "job")))
+    watch = PodWatch.for_site(job, SELECTOR)
+    assert watch.kubectl.journals == (site_journal,)
+    assert job.journals[0] is site_journal and len(job.journals) == 2  # the job's own Kubectl is untouched
 
 
 def test_the_site_selector_comes_from_our_labels_only() -> None:
