@@ -27,7 +27,7 @@ from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job
 
 from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
 from kubectl_launcher.domain.manifest import normalize_image_pull_secrets, to_json
-from kubectl_launcher.domain.names import LAUNCHER_DIR, MANAGED_BY, MANAGED_BY_LABEL
+from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.domain.nvflare_args import module_args
 from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, normalize_pending_timeout, plan_launch
 from kubectl_launcher.domain.pod_status import JobState, ReturnCode
@@ -35,10 +35,9 @@ from kubectl_launcher.errors import ConfigError
 from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.journal import Journal
-from kubectl_launcher.objects.job_pod import JobPod, PodReadStatus
+from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.objects.launch_secrets import (
     LaunchSecrets,
-    carries_labels,
     startup_kit_files,
 )
 from kubectl_launcher.transfer.pod_side import TransferSettings
@@ -200,7 +199,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                     sleep=self._sleep or time.sleep,
                 )
             if not self._setup_checked:
-                self._kubectl.check_setup()
+                self._kubectl.check_setup()  # once per site launcher, journaled as purpose "setup"
                 self._setup_checked = True
             return self._kubectl
 
@@ -266,8 +265,9 @@ class _SiteSources:
 
 
 class _Launch:
-    """The manager of one launch: creates the Secrets, writes and applies the pod's manifest, builds the
-    handle, and undoes its own steps, newest first, when one fails."""
+    """The manager of one launch: checks that nothing of it exists (one read), writes the pod's manifest,
+    applies the Secrets and the pod together (one apply), makes the pod own its credential Secret, builds
+    the handle, and undoes its own steps, newest first, when one fails."""
 
     def __init__(self, launcher: K8sJobLauncher, plan: LaunchPlan, site_kubectl: Kubectl) -> None:
         self.launcher = launcher
@@ -287,8 +287,9 @@ class _Launch:
         plan, launcher = self.plan, self.launcher
         handle: K8sJobHandle | None = None
         try:
-            self.secrets.ensure_startup_secret()
-            self.secrets.create_credential_secret()
+            # One read of the pod and both Secrets: a foreign Secret or an existing pod stops the launch
+            # here, before anything is created.
+            pod_exists = self.secrets.check_before_apply()
             handle = K8sJobHandle(
                 plan.job_id,
                 self.kubectl,
@@ -302,11 +303,11 @@ class _Launch:
                 credential_secret_name=plan.credential_secret_name,
                 poll_interval=launcher.poll_interval,
             )
+            if pod_exists is not None:
+                raise RuntimeError(pod_exists)
             self._write_manifest(handle.get_manifest())
-            self._check_pod_absent()
-            # Recorded before the apply: an apply that failed after the server created the pod leaves one.
-            self.created.append(("pod", plan.pod_name))
-            pod = self.pod.apply(plan.manifest_path, validate=launcher.kubectl_validate)
+            # The Secrets (stdin) and the pod (the manifest file) in one server-side apply.
+            pod = self.secrets.apply(plan.manifest_path)
             self.secrets.own_credential_secret(pod)
         except BaseException as e:
             self._clean_up()
@@ -337,26 +338,6 @@ class _Launch:
         with open(partial, "w", encoding="utf-8") as f:
             f.write(to_json(pod))
         os.replace(partial, path)
-
-    def _check_pod_absent(self) -> None:
-        """A job pod is created once: an existing one is never patched into this launch's spec."""
-        read = self.pod.read()
-        if read.status is PodReadStatus.GONE:
-            return
-        if read.status is PodReadStatus.UNAVAILABLE:
-            raise read.exception or RuntimeError(read.error)
-        labels = ((read.pod or {}).get("metadata") or {}).get("labels") or {}
-        whose = (
-            "an earlier launch of this job at this site"
-            if carries_labels(labels, self.plan.labels)
-            else "someone else"
-            if labels.get(MANAGED_BY_LABEL) != MANAGED_BY
-            else "another kubectl-launcher job"
-        )
-        raise RuntimeError(
-            f"pod {self.pod.name} already exists in namespace {self.pod.namespace} (created by {whose}); "
-            f"it was left as it is. Remove it with: {self.pod.describe(self.pod.delete_args())}"
-        )
 
     # -- cleanup --
 

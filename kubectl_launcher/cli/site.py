@@ -114,7 +114,7 @@ class RenderedLaunch:
     secrets: list[dict[str, Any]]  # data redacted
 
     def objects(self) -> list[dict[str, Any]]:
-        """In the order a launch creates them: the startup-kit Secret, the job's Secret, the pod."""
+        """In the order of the launch's one server-side apply: startup-kit Secret, job's Secret, pod."""
         return [*self.secrets, self.pod]
 
 

@@ -5,8 +5,8 @@ journal (the demo's timeline, an operator's grep) rely on the words, so they onl
 from __future__ import annotations
 
 SETUP = "setup"  # preflight: kubectl's version, the kubeconfig, the context
-SECRET = "secret"  # the startup-kit or the job's credential Secret: create, replace, ownership
-APPLY = "apply"  # the job pod's manifest
+SECRET = "secret"  # the Secrets (and pod) metadata read before a launch; the credential Secret's owner
+APPLY = "apply"  # a launch's one server-side apply: both Secrets (stdin) and the job pod (its manifest)
 READ = "read"  # one look at the job pod
 EVENTS = "events"  # why a pod is pending
 WATCH = "watch"  # a long-running watch of pods

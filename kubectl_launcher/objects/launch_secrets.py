@@ -1,24 +1,28 @@
-"""A launch's Secrets (the site's startup kit, the job's credentials) through kubectl's stdin, and whose they are.
+"""A launch's objects in one server-side apply: its pod from the manifest file, its Secrets (the site's
+startup kit, the job's credentials) through kubectl's stdin; and whose each object is.
 
 Secret data only ever travels on stdin: never in an argv, a file on disk, a journal line or a message.
-An existing Secret is replaced only when it carries the labels the launcher would have given it.
+Before the apply, one read of the three objects' metadata (``check_before_apply``): an existing pod
+is never patched into this launch's spec, and an existing Secret is applied over only when it carries
+the labels the launcher would have given it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from kubectl_launcher.domain.manifest import build_secret_manifest, owner_patch, owner_reference, to_json
-from kubectl_launcher.domain.names import JOB_LABEL
+from kubectl_launcher.domain.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from kubectl_launcher.domain.plan import LaunchPlan
-from kubectl_launcher.errors import ConfigError, KubectlAlreadyExists, KubectlError, KubectlNotFound
+from kubectl_launcher.errors import ConfigError, KubectlError, ProtocolError
 from kubectl_launcher.kubectl import Kubectl, StdinRecord, commands
-from kubectl_launcher.kubectl.purpose import SECRET
+from kubectl_launcher.kubectl.purpose import APPLY, SECRET
 
-__all__ = ["LaunchSecrets", "carries_labels", "raise_if_validation", "startup_kit_files"]
+__all__ = ["LaunchSecrets", "carries_labels", "parse_metadata_lines", "raise_if_validation", "startup_kit_files"]
 
 # What the job pod reads from startup/ at run time; the rest (scripts, readme) stays out of the Secret.
 _STARTUP_KEEP_SUFFIXES = (".crt", ".key", ".pem", ".json")
@@ -51,11 +55,28 @@ def raise_if_validation(error: KubectlError) -> None:
         ) from error
 
 
+def parse_metadata_lines(stdout: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(kind, name): metadata}`` from ``commands.METADATA_LINES`` output; ProtocolError when malformed."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for line in stdout.splitlines():
+        if not line.strip():
+            continue
+        kind, sep, text = line.partition("\t")
+        try:
+            metadata = json.loads(text) if sep else None
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict) or not metadata.get("name"):
+            raise ProtocolError(f"kubectl printed a line that is not '<kind>\\t<metadata>': {line[:200]!r}")
+        found[(kind, str(metadata["name"]))] = metadata
+    return found
+
+
 class LaunchSecrets:
-    """The Secrets of one launch, in the namespace of its Kubectl (the one place it is held).
+    """The objects of one launch, in the namespace of its Kubectl (the one place it is held).
 
     ``created`` is the launch's list of (kind, name) it made, shared with the launch that deletes
-    them again when a later step fails.
+    them again when a later step fails; the startup-kit Secret is the site's and never in it.
     """
 
     def __init__(
@@ -73,99 +94,128 @@ class LaunchSecrets:
         self.created = created
         self.logger = logger
 
-    def ensure_startup_secret(self) -> None:
-        """The site's startup-kit Secret, shared by its jobs: created, or replaced with today's files."""
+    @property
+    def site_labels(self) -> dict[str, str]:
+        return {k: v for k, v in self.plan.labels.items() if k != JOB_LABEL}
+
+    # -- before anything is created --
+
+    def check_before_apply(self) -> str | None:
+        """One read of the pod's and both Secrets' metadata; raise, naming the fix, when a Secret is not ours.
+
+        Returns why the launch cannot go on when the pod exists already (None when it does not): the
+        launch reports that through its handle, as a job that failed. Nothing is created or changed here.
+        """
         plan = self.plan
-        data = {}
+        found = parse_metadata_lines(
+            self.kubectl.run(
+                commands.get_metadata_of(
+                    f"pod/{plan.pod_name}",
+                    f"secret/{plan.startup_secret_name}",
+                    f"secret/{plan.credential_secret_name}",
+                ),
+                idempotent=True,
+                purpose=SECRET,
+            ).stdout
+        )
+        pod = found.get(("Pod", plan.pod_name))
+        if pod is not None:
+            labels = pod.get("labels") or {}
+            whose = (
+                "an earlier launch of this job at this site"
+                if carries_labels(labels, plan.labels)
+                else "someone else"
+                if labels.get(MANAGED_BY_LABEL) != MANAGED_BY
+                else "another kubectl-launcher job"
+            )
+            remove = self.kubectl.describe(self.kubectl.argv(commands.delete_pod(plan.pod_name)))
+            pod_exists = (
+                f"pod {plan.pod_name} already exists in namespace {self.kubectl.namespace} (created by {whose}); "
+                f"it was left as it is. Remove it with: {remove}"
+            )
+        else:
+            pod_exists = None
+        for name, labels in (
+            (plan.startup_secret_name, self.site_labels),
+            (plan.credential_secret_name, dict(plan.labels)),
+        ):
+            secret = found.get(("Secret", name))
+            if secret is not None and not carries_labels(secret.get("labels"), labels):
+                remove = self.kubectl.describe(self.kubectl.argv(commands.delete_secret(name)))
+                raise RuntimeError(
+                    f"Secret {name} exists in namespace {self.kubectl.namespace} and was not created by "
+                    f"kubectl-launcher for this site; remove it ({remove}) or use another namespace"
+                )
+        return pod_exists
+
+    # -- the apply --
+
+    def apply(self, manifest_path: str) -> dict[str, Any]:
+        """The Secrets (stdin, first: the pod finds them when it starts) and the pod (its manifest file) in
+        one server-side apply; returns the pod's metadata as the server returned it (uid included).
+
+        The credential Secret and the pod are recorded in ``created`` before the apply: an apply that
+        failed half-way may have made either.
+        """
+        plan = self.plan
+        self.created.append(("secret", plan.credential_secret_name))
+        self.created.append(("pod", plan.pod_name))
+        stdin, record = self._secrets_stdin()
+        try:
+            result = self.kubectl.run(
+                # our labels were checked: fields an earlier version created with kubectl create are ours
+                commands.apply_server_side("-", manifest_path, validate=self.validate, force_conflicts=True),
+                stdin=stdin,
+                stdin_record=record,
+                purpose=APPLY,
+            )
+        except KubectlError as e:
+            raise_if_validation(e)
+            raise
+        pod = parse_metadata_lines(result.stdout).get(("Pod", plan.pod_name))
+        if pod is None:
+            raise ProtocolError(f"kubectl apply printed no pod {plan.pod_name}")
+        return pod
+
+    def _secrets_stdin(self) -> tuple[bytes, StdinRecord]:
+        plan, namespace = self.plan, self.kubectl.namespace
+        startup = {}
         for key, path in plan.startup_files.items():
             with open(path, "rb") as f:
-                data[key] = f.read()
-        site_labels = {k: v for k, v in plan.labels.items() if k != JOB_LABEL}
-        body = build_secret_manifest(plan.startup_secret_name, self.kubectl.namespace, data, site_labels)
+                startup[key] = f.read()
+        credentials = {key: value.encode() for key, value in plan.credential_env.items()}
+        items = [
+            build_secret_manifest(plan.startup_secret_name, namespace, startup, self.site_labels),
+            build_secret_manifest(plan.credential_secret_name, namespace, credentials, plan.labels),
+        ]
         record = StdinRecord(
-            f"Secret {plan.startup_secret_name} with the startup kit's {', '.join(data) or 'no files'} "
-            "(contents withheld)",
-            # The offline kubectl line that rebuilds the same data from the files (labels aside).
+            f"Secret {plan.startup_secret_name} with the startup kit's {', '.join(startup) or 'no files'} and "
+            f"Secret {plan.credential_secret_name} with the job's {', '.join(credentials) or 'no credentials'} "
+            "(contents withheld). Replaying rebuilds only the startup kit's Secret from its files (labels aside); "
+            "the credential Secret is not replayable: its values exist only in the parent process",
             rebuild_argv=(
                 self.kubectl.kubectl,
                 *commands.secret_generic_dry_run(plan.startup_secret_name, plan.startup_files),
             ),
         )
-        self._create_or_replace(plan.startup_secret_name, body, record, site_labels, adopt=False)
+        # Concatenated JSON objects, not a List: kubectl reads a stream of them, and validates each by its
+        # own kind (a v1 List is in no OpenAPI document, so kubectl would fall back to client-side schemas).
+        return "\n".join(to_json(item) for item in items).encode(), record
 
-    def create_credential_secret(self) -> None:
-        """The job's own Secret with its credentials; a failed launch deletes it."""
-        plan = self.plan
-        data = {key: value.encode() for key, value in plan.credential_env.items()}
-        body = build_secret_manifest(plan.credential_secret_name, self.kubectl.namespace, data, plan.labels)
-        record = StdinRecord(
-            f"Secret {plan.credential_secret_name} with the job's {', '.join(data) or 'no credentials'} "
-            "(values withheld; they exist only in the parent process)"
-        )
-        self._create_or_replace(plan.credential_secret_name, body, record, plan.labels, adopt=True)
+    # -- after the apply --
 
     def own_credential_secret(self, pod: Mapping[str, Any]) -> None:
-        """Make the job pod the credential Secret's owner, so garbage collection removes it with the pod."""
+        """Make the job pod the credential Secret's owner, so garbage collection removes it with the pod.
+
+        ``pod`` is the pod's metadata (or the pod) as the server returned it: the reference needs its uid,
+        which exists only once the apply made the pod, hence a second command.
+        """
         name = self.plan.credential_secret_name
         try:
-            owner = owner_reference(pod)
+            owner = owner_reference(pod if "metadata" in pod else {"metadata": pod})
             self.kubectl.run(commands.merge_patch("secret", name, owner_patch(owner)), idempotent=True, purpose=SECRET)
         except (KubectlError, ValueError) as e:
             self.logger.warning(
                 f"failed to set ownerReference on Secret {name}: {e}; "
                 "it will be deleted when the job handle reaches a terminal state"
             )
-
-    def _create_or_replace(
-        self, name: str, body: Mapping[str, Any], record: StdinRecord, labels: Mapping[str, str], *, adopt: bool
-    ) -> None:
-        """Create through stdin; an existing Secret is replaced only when our labels say it is ours.
-
-        ``adopt``: record the Secret as this launch's, so a failed launch deletes it.
-        """
-        stdin = to_json(body).encode()
-        if adopt:
-            # Before the create: a create whose reply was lost may still have made it.
-            self.created.append(("secret", name))
-        try:
-            self.kubectl.run(
-                commands.create_secret_from_stdin(validate=self.validate),
-                stdin=stdin,
-                stdin_record=record,
-                purpose=SECRET,
-            )
-            return
-        except KubectlAlreadyExists:
-            pass
-        except KubectlError as e:
-            raise_if_validation(e)
-            raise
-        if not self._is_ours("secret", name, labels):
-            if adopt:
-                self.created.remove(("secret", name))
-            remove = self.kubectl.describe(self.kubectl.argv(commands.delete_secret(name)))
-            raise RuntimeError(
-                f"Secret {name} exists in namespace {self.kubectl.namespace} and was not created by "
-                f"kubectl-launcher for this site; remove it ({remove}) or use another namespace"
-            )
-        try:
-            self.kubectl.run(
-                commands.replace_secret_from_stdin(validate=self.validate),
-                stdin=stdin,
-                stdin_record=record,
-                idempotent=True,
-                purpose=SECRET,
-            )
-        except KubectlNotFound:
-            # Deleted between our create and replace (garbage collection of an old job's Secret).
-            self.kubectl.run(
-                commands.create_secret_from_stdin(validate=self.validate),
-                stdin=stdin,
-                stdin_record=record,
-                purpose=SECRET,
-            )
-
-    def _is_ours(self, kind: str, name: str, labels: Mapping[str, str]) -> bool:
-        # Only the metadata: a Secret's data never comes back to this process.
-        metadata = self.kubectl.get_json(commands.get_metadata(kind, name), purpose=SECRET)
-        return carries_labels((metadata or {}).get("labels"), labels)

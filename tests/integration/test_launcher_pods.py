@@ -261,9 +261,39 @@ def test_the_next_job_replaces_the_sites_startup_secret(make_site: Callable[[str
     startup = first.cluster.get("secrets", "nvflare-startup-site-1-f505dccd")
     assert startup is not None
     assert base64.b64decode(startup["data"]["client.crt"]) == b"RENEWED"
-    journal = (first.root / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
-    verbs = [json.loads(line)["argv"] for line in journal]
-    assert any("replace" in argv for argv in verbs)
+    assert "last-applied-configuration" not in json.dumps(startup["metadata"])  # server-side: no data copy
+    journal = [
+        json.loads(line) for line in (first.root / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
+    ]
+    applies = [e for e in journal if e["purpose"] == "apply"]
+    assert len(applies) == 2 and all("--server-side" in e["argv"] for e in applies)
+    assert [e["purpose"] for e in journal].count("setup") == 2  # kubectl version, current context: first launch only
+    assert "credential Secret is not replayable" in applies[1]["stdin"]["description"]
+
+
+def test_a_startup_secret_not_ours_refuses_the_launch_before_anything_is_created(
+    make_site: Callable[[str], Site],
+) -> None:
+    site = make_site(module_source(0))
+    foreign = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "nvflare-startup-site-1-f505dccd"}}
+    site.cluster.create("secrets", {**foreign, "data": {"x": base64.b64encode(b"theirs").decode()}})
+    with pytest.raises(RuntimeError, match="not created by kubectl-launcher"):
+        site.launch()
+    assert site.objects() == (None, None)
+    kept = site.cluster.get("secrets", "nvflare-startup-site-1-f505dccd")
+    assert kept is not None and base64.b64decode(kept["data"]["x"]) == b"theirs"
+
+
+def test_a_failed_apply_removes_only_what_the_launch_made(make_site: Callable[[str], Site]) -> None:
+    # The server refuses the pod: the Secrets before it in the same apply were made, the credential one
+    # is removed again, the site's startup-kit Secret stays.
+    site = make_site(module_source(0))
+    pod_path = f"/api/v1/namespaces/default/pods/{site.pod}"
+    site.cluster.faults.api_errors(403, times=1, paths=(pod_path,), verbs=("patch",))
+    handle = site.launch(site.launcher(workspace_transfer=False))
+    assert handle.poll() == JobReturnCode.EXCEPTION
+    assert wait_gone(site) == (None, None)
+    assert site.cluster.get("secrets", "nvflare-startup-site-1-f505dccd") is not None
 
 
 def test_a_pod_already_there_is_left_alone_and_the_job_fails(make_site: Callable[[str], Site]) -> None:

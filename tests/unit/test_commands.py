@@ -136,3 +136,30 @@ def test_builders_return_tuples_of_strings_without_global_flags(argv: tuple[str,
     assert isinstance(argv, tuple)
     assert all(isinstance(a, str) for a in argv)
     assert not any(a.split("=")[0] in GLOBAL_FLAGS for a in argv)
+
+
+def test_server_side_apply_reads_files_in_order_and_prints_metadata_only() -> None:
+    assert commands.apply_server_side("-", "m.json", force_conflicts=True, validate=False) == (
+        "apply",
+        "--server-side",
+        "--field-manager=kubectl-launcher",
+        "--filename",
+        "-",
+        "--filename",
+        "m.json",
+        "--output",
+        'jsonpath={range .items[*]}{.kind}{"\\t"}{.metadata}{"\\n"}{end}',
+        "--force-conflicts",
+        "--validate=false",
+    )
+
+
+def test_metadata_of_several_objects_is_one_read_that_skips_the_missing() -> None:
+    assert commands.get_metadata_of("pod/p", "secret/s") == (
+        "get",
+        "pod/p",
+        "secret/s",
+        "--ignore-not-found",
+        "--output",
+        commands.METADATA_LINES,
+    )

@@ -93,6 +93,16 @@ class FakeCluster(ScriptedRunner):
                 return 1, "", f'Error from server (NotFound): secrets "{name}" not found'
             store[name] = obj
             return 0, f"secret/{name}\n", ""
+        if verb == "get" and "/" in args[1]:  # metadata of several objects, one line each
+            lines = []
+            for ref in args[1 : args.index("--ignore-not-found")]:
+                kind, name = ref.split("/")
+                obj = self._store(kind.capitalize()).get(name)
+                if obj is not None:
+                    lines.append(f"{obj['kind']}\t{json.dumps(obj['metadata'])}\n")
+            return 0, "".join(lines), ""
+        if verb == "apply":
+            return self._apply(args, stdin)
         if verb == "get" and args[1] in ("pod", "secret") and args[-1].startswith("jsonpath="):
             obj = self._store(args[1].capitalize()).get(args[2])
             return 0, json.dumps(obj["metadata"]) if obj else "", ""
@@ -101,14 +111,6 @@ class FakeCluster(ScriptedRunner):
             return 0, json.dumps(pod) if pod else "", ""
         if verb == "get" and args[1] == "events":
             return 0, json.dumps({"kind": "List", "items": []}), ""
-        if verb == "apply":
-            with open(args[2], encoding="utf-8") as f:
-                pod = json.load(f)
-            self._uid += 1
-            pod["metadata"]["uid"] = f"uid-{self._uid}"
-            pod["status"] = {"phase": self.phase_after_apply}
-            self.pods[pod["metadata"]["name"]] = pod
-            return 0, json.dumps(pod), ""
         if verb == "patch" and args[1] == "secret":
             if args[2] not in self.secrets:
                 return 1, "", f'Error from server (NotFound): secrets "{args[2]}" not found'
@@ -120,6 +122,38 @@ class FakeCluster(ScriptedRunner):
             return 0, "", ""
         self.reject(f"unexpected kubectl command: {args}")
 
+    def _apply(self, args: tuple[str, ...], stdin: bytes | None) -> tuple[int, str, str]:
+        """Server-side apply of the files in order ("-": stdin, a List); prints each object's metadata."""
+        assert args[1:3] == ("--server-side", "--field-manager=kubectl-launcher"), args
+        objects: list[dict[str, Any]] = []
+        for i, arg in enumerate(args):
+            if arg != "--filename":
+                continue
+            if args[i + 1] == "-":
+                assert stdin is not None
+                text, decoder, at = stdin.decode(), json.JSONDecoder(), 0
+                while text[at:].strip():  # a stream of JSON objects, as kubectl reads one
+                    body, end = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+                    objects.append(body)
+                    at = end
+            else:
+                with open(args[i + 1], encoding="utf-8") as f:
+                    objects.append(json.load(f))
+        lines = []
+        for obj in objects:
+            store = self._store(obj["kind"])
+            name = obj["metadata"]["name"]
+            old = store.get(name)
+            if obj["kind"] == "Pod":
+                self._uid += 1
+                obj["metadata"]["uid"] = f"uid-{self._uid}"
+                obj["status"] = {"phase": self.phase_after_apply}
+            elif old is not None and "ownerReferences" in old["metadata"]:
+                obj["metadata"]["ownerReferences"] = old["metadata"]["ownerReferences"]
+            store[name] = obj
+            lines.append(f"{obj['kind']}\t{json.dumps(obj['metadata'])}\n")
+        return 0, "".join(lines), ""
+
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
         return {"Pod": self.pods, "Secret": self.secrets}[kind]
 
@@ -129,7 +163,11 @@ class FakeCluster(ScriptedRunner):
         for args in self.calls:
             if args[0] in ("version", "config"):
                 continue
-            shown.append(" ".join(a for a in args[:3] if not a.startswith("--output")))
+            if args[0] == "apply":
+                files = [args[i + 1] for i, a in enumerate(args) if a == "--filename"]
+                shown.append(f"apply --server-side {' '.join(files)}")
+            else:
+                shown.append(" ".join(a for a in args[:3] if not a.startswith("--output")))
         return shown
 
 
@@ -209,19 +247,19 @@ def make_launcher(
 # ---- a launch that works ------------------------------------------------------------------------
 
 
-def test_launch_creates_secrets_then_applies_the_manifest_file_and_waits_for_running(site: Path) -> None:
+def test_a_launch_is_one_check_one_apply_of_secrets_and_pod_and_the_owner_patch(site: Path) -> None:
     cluster = FakeCluster()
     handle = make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
 
     manifest_path = site / JOB / "kubectl-launcher" / "manifest.json"
     assert cluster.verbs() == [
-        "create --filename -",  # startup-kit Secret
-        "create --filename -",  # credential Secret
-        f"get pod {POD}",  # create-once: nothing there yet
-        f"apply --filename {manifest_path}",
-        f"patch secret {CRED}",  # owned by the pod
+        f"get pod/{POD} secret/{STARTUP}",  # one read: pod absent, both Secrets absent or ours
+        f"apply --server-side - {manifest_path}",  # the Secrets on stdin first, then the pod
+        f"patch secret {CRED}",  # owned by the pod (needs its uid)
         f"get pod {POD}",  # the handle sees Running
     ]
+    apply = next(c for c in cluster.calls if c[0] == "apply")
+    assert apply == commands.apply_server_side("-", str(manifest_path), force_conflicts=True)
     assert handle.poll() == JobReturnCode.UNKNOWN  # running
     assert set(cluster.secrets) == {STARTUP, CRED}
     assert cluster.secrets[CRED]["metadata"]["ownerReferences"] == [
@@ -319,13 +357,16 @@ def test_journals_record_every_command_and_the_rebuild_line_of_the_startup_secre
     make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
     job_lines = (site / JOB / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
     site_lines = (site / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
-    assert len(job_lines) == 6  # the launch and the first read of the handle
-    assert len(site_lines) == 6 + 2  # plus the setup check (version, current context)
-    first = json.loads(job_lines[0])
-    assert first["env"]["KUBECACHEDIR"] == str(site / "kubectl-launcher" / "kube-cache")
-    assert first["stdin"]["rebuild_argv"][:5] == ["kubectl", "create", "secret", "generic", STARTUP]
-    assert f"--from-file=client.key={site}/startup/client.key" in first["stdin"]["rebuild_argv"]
-    assert json.loads(job_lines[1])["stdin"]["rebuild_argv"] is None  # credentials: nothing to rebuild from
+    assert len(job_lines) == 4  # the launch and the first read of the handle
+    assert len(site_lines) == 4 + 2  # plus the setup check (version, current context)
+    setup = [json.loads(line) for line in site_lines[:2]]
+    assert [e["purpose"] for e in setup] == ["setup", "setup"]
+    apply = json.loads(job_lines[1])
+    assert apply["purpose"] == "apply"
+    assert apply["env"]["KUBECACHEDIR"] == str(site / "kubectl-launcher" / "kube-cache")
+    assert apply["stdin"]["rebuild_argv"][:5] == ["kubectl", "create", "secret", "generic", STARTUP]
+    assert f"--from-file=client.key={site}/startup/client.key" in apply["stdin"]["rebuild_argv"]
+    assert "credential Secret is not replayable" in apply["stdin"]["description"]
 
 
 def test_setup_is_checked_once_and_construction_runs_nothing(site: Path) -> None:
@@ -338,15 +379,17 @@ def test_setup_is_checked_once_and_construction_runs_nothing(site: Path) -> None
     assert [c for c in cluster.calls if c[0] == "version"] == [("version", "--client", "--output", "json")]
 
 
-def test_an_existing_startup_secret_of_ours_is_replaced(site: Path) -> None:
+def test_an_existing_startup_secret_of_ours_is_applied_over_with_todays_files(site: Path) -> None:
     cluster = FakeCluster()
     launcher = make_launcher(cluster, site)
     launcher.launch_job(job_meta(), make_ctx(site))
     cluster.pods.clear()
     cluster.secrets.pop(CRED)
     cluster.calls.clear()
+    (site / "startup" / "client.crt").write_bytes(b"NEW-CERT")
     launcher.launch_job(job_meta(), make_ctx(site))
-    assert cluster.verbs()[:3] == ["create --filename -", "get secret " + STARTUP, "replace --filename -"]
+    assert [v.split(" ")[0] for v in cluster.verbs()] == ["get", "apply", "patch", "get"]
+    assert base64.b64decode(cluster.secrets[STARTUP]["data"]["client.crt"]) == b"NEW-CERT"
 
 
 def test_a_startup_secret_not_ours_is_left_alone_and_the_launch_refused(site: Path) -> None:
@@ -354,8 +397,17 @@ def test_a_startup_secret_not_ours_is_left_alone_and_the_launch_refused(site: Pa
     cluster.secrets[STARTUP] = {"kind": "Secret", "metadata": {"name": STARTUP}, "data": {}}
     with pytest.raises(RuntimeError, match=f"Secret {STARTUP} exists .* not created by kubectl-launcher"):
         make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
-    assert "replace --filename -" not in cluster.verbs()
-    assert set(cluster.secrets) == {STARTUP} and not cluster.pods
+    assert [v.split(" ")[0] for v in cluster.verbs()] == ["get"]  # the check, nothing else
+    assert cluster.secrets[STARTUP]["data"] == {} and not cluster.pods
+
+
+def test_a_credential_secret_not_ours_is_left_alone_and_the_launch_refused(site: Path) -> None:
+    cluster = FakeCluster()
+    cluster.secrets[CRED] = {"kind": "Secret", "metadata": {"name": CRED, "labels": {"x": "y"}}, "data": {}}
+    with pytest.raises(RuntimeError, match=f"Secret {CRED} exists .* not created by kubectl-launcher"):
+        make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+    assert [v.split(" ")[0] for v in cluster.verbs()] == ["get"]
+    assert set(cluster.secrets) == {CRED} and not cluster.pods
 
 
 def test_workspace_translation_lets_a_server_parent_live_anywhere(site: Path) -> None:
@@ -630,18 +682,8 @@ def nth(verb: str, n: int, result: Callable[[], CommandResult]) -> Callable[[tup
 
 FAILURES = {
     # step: (failure, raises, commands that clean up)
-    "startup secret create": (nth("create --filename -", 1, lambda: rejected("Forbidden")), KubectlForbidden, []),
-    "credential secret create": (
-        nth("create --filename -", 2, lambda: rejected("Forbidden")),
-        KubectlForbidden,
-        [f"delete secret {CRED}"],
-    ),
-    "credential secret create, connection lost": (
-        nth("create --filename -", 2, unavailable),
-        Exception,
-        [f"delete secret {CRED}"],
-    ),
-    "pod existence check": (nth("get pod", 1, lambda: rejected("Forbidden")), None, [f"delete secret {CRED}"]),
+    "the check before the apply": (nth("get pod/", 1, lambda: rejected("Forbidden")), KubectlForbidden, []),
+    "the check before the apply, connection lost": (lambda a: unavailable() if a[0] == "get" else None, Exception, []),
     "apply": (
         nth("apply", 1, lambda: rejected("Invalid", 'The Pod "x" is invalid')),
         None,
@@ -682,7 +724,7 @@ def test_an_existing_pod_is_never_patched_nor_deleted(site: Path) -> None:
     assert handle.poll() == JobReturnCode.EXCEPTION
     assert cluster.pods == {POD: stranger}
     assert "apply" not in " ".join(cluster.verbs())
-    assert [v for v in cluster.verbs() if v.startswith("delete")] == [f"delete secret {CRED}"]
+    assert [v for v in cluster.verbs() if v.startswith("delete")] == []  # nothing of this launch was made
 
 
 def _pasteable(command: str, root: Path) -> tuple[str, ...]:
@@ -714,13 +756,14 @@ def test_a_startup_secret_not_ours_names_the_pasteable_command_that_removes_it(s
     assert _pasteable(shown, site) == commands.delete_secret(STARTUP)
 
 
-def test_an_unwritable_job_folder_fails_the_launch_and_removes_the_credential_secret(site: Path) -> None:
+def test_an_unwritable_job_folder_fails_the_launch_before_anything_is_created(site: Path) -> None:
     cluster = FakeCluster()
     (site / JOB / "kubectl-launcher").mkdir(parents=True)
     (site / JOB / "kubectl-launcher" / "manifest.json.partial").mkdir()  # cannot be opened as a file
     handle = make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
     assert handle.poll() == JobReturnCode.EXCEPTION
-    assert set(cluster.secrets) == {STARTUP} and cluster.pods == {}
+    assert cluster.secrets == {} and cluster.pods == {}
+    assert [v.split(" ")[0] for v in cluster.verbs()] == ["get"]
 
 
 def test_owner_patch_failure_is_only_a_warning(site: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -749,16 +792,17 @@ def test_a_pod_that_never_runs_within_timeout_is_terminated_with_exception(site:
     assert cluster.pods == {} and set(cluster.secrets) == {STARTUP}
 
 
-def test_validation_advice_points_at_the_launcher_setting(site: Path) -> None:
+def test_validation_advice_points_at_the_launcher_setting(site: Path, caplog: pytest.LogCaptureFixture) -> None:
     cluster = FakeCluster()
     advice = (
         'error: error validating "m.json": error validating data: failed to download openapi: the server '
         "could not find the requested resource; if you choose to ignore these errors, turn validation off "
         "with --validate=false"
     )
-    cluster.fail = lambda args: CommandResult((), 1, "", advice) if args[0] == "create" else None
-    with pytest.raises(ConfigError, match='"kubectl_validate": false'):
-        make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+    cluster.fail = lambda args: CommandResult((), 1, "", advice) if args[0] == "apply" else None
+    handle = make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
+    assert handle.poll() == JobReturnCode.EXCEPTION
+    assert '"kubectl_validate": false' in caplog.text
 
 
 def test_kubectl_validate_false_turns_validation_off_for_every_write(site: Path) -> None:
