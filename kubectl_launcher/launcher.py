@@ -83,6 +83,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         poll_interval: float = POLL_INTERVAL,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
+        streamer: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__()
         self.logger = logging.getLogger(self.__class__.__name__)
@@ -131,8 +132,8 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
-        # Test seams: what starts kubectl, and how the retry backoff waits.
-        self._runner = runner
+        # Test seams: what starts kubectl (and the site's pod watch), and how the retry backoff waits.
+        self._runner, self._streamer = runner, streamer
         self._sleep = sleep
         self.study_data_pvc_dict: dict[str, Any] | None = None
         self._kubectl: Kubectl | None = None
@@ -196,6 +197,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
                     # pointing at a folder that exists.
                     cache_dir=os.path.join(own_dir, "kube-cache"),
                     runner=self._runner,
+                    streamer=self._streamer,
                     sleep=self._sleep or time.sleep,
                 )
             if not self._setup_checked:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -46,6 +47,9 @@ __all__ = [
 Argv = tuple[str, ...]
 
 _log = logging.getLogger("JobPod")
+#: How long the first look at a followed pod waits for the site's watch to answer for it (its first
+#: list), so that a launch does not begin with "cannot read the pod" (client-go's WaitForCacheSync).
+FIRST_READ_WAIT = 5.0
 
 
 def in_namespace(kubectl: Kubectl, namespace: str) -> Kubectl:
@@ -78,6 +82,11 @@ Subscribe = Callable[[Kubectl, str, str], PodFollower]
 def subscribe_to_site_watch(kubectl: Kubectl, selector: str, name: str) -> PodFollower:
     """The pod followed through the one watch its site's pods share (every copy of `kubectl`)."""
     return PodWatch.for_site(kubectl, selector).subscribe(name)
+
+
+def _not_answered(read: PodRead) -> bool:
+    """The watch knows nothing of the pod yet: not listed, not seen, or down before it ever listed."""
+    return read.status is PodReadStatus.UNAVAILABLE and not read.permanent and read.pod is None
 
 
 class JobPod:
@@ -128,8 +137,11 @@ class JobPod:
             if self.selector is None or self._followed:
                 return self._follower
             self._followed = True
-            self._follower = self._subscribe(self.kubectl, self.selector, self.name)
-            return self._follower
+            self._follower = follower = self._subscribe(self.kubectl, self.selector, self.name)
+        deadline = time.monotonic() + FIRST_READ_WAIT
+        while _not_answered(follower.latest()) and follower.wait_for_change(deadline - time.monotonic()):
+            pass
+        return follower
 
     def pause(self, seconds: float, sleep: Callable[[float], None]) -> None:
         """Wait before the next look: until the pod changes or `wake()` (at most `seconds`) when

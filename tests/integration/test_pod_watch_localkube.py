@@ -134,17 +134,21 @@ class Site:
         )
 
     def requests(self, *, watch: bool) -> list[Any]:
-        """The double's log of pod lists (watch=False) or pod watches (watch=True) of our selector."""
-        return [
-            r
-            for r in self.cluster.requests
-            if r.path == "/api/v1/namespaces/default/pods"
-            and "labelSelector=" in r.query
-            and ("watch=true" in r.query) == watch
-        ]
+        return selector_requests(self.cluster, watch=watch)
 
     def open_watches(self) -> int:
         return int(self.cluster.call(lambda store: len(store.watchers)))
+
+
+def selector_requests(cluster: Any, *, watch: bool) -> list[Any]:
+    """The double's log of pod lists (watch=False) or pod watches (watch=True) by a label selector."""
+    return [
+        r
+        for r in cluster.requests
+        if r.path == "/api/v1/namespaces/default/pods"
+        and "labelSelector=" in r.query
+        and ("watch=true" in r.query) == watch
+    ]
 
 
 def kubectl_children() -> list[int]:

@@ -25,6 +25,7 @@ from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import ConfigError, KubectlForbidden
 from kubectl_launcher.kubectl import CommandResult, commands
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
+from tests.support.scripted_streamer import ScriptedProcess, ScriptedRun
 
 SITE = "site-1"
 JOB = "550e8400-e29b-41d4-a716-446655440000"
@@ -36,6 +37,8 @@ SIGNATURE = "sig-a8d7e6c5b4a39281"
 SSID = "ssid-11223344556677"
 KEY_BYTES = b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 GLOBAL_WITH_VALUE = {"--kubeconfig", "--context", "--namespace", "--request-timeout"}
+#: The site's pod watch listing our pods (then watching from the list, a stream nobody closes).
+WATCH_LIST = "get --raw /api/v1/namespaces/nvflare/pods?labelSelector="
 
 
 def strip_globals(argv: Sequence[str]) -> tuple[str, ...]:
@@ -60,6 +63,7 @@ class FakeCluster(ScriptedRunner):
         self.pods: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, ...]] = []
+        self.streams: list[tuple[str, ...]] = []
         self.stdins: list[bytes] = []
         self.fail: Callable[[tuple[str, ...]], CommandResult | None] = lambda args: None
         self.phase_after_apply = "Running"
@@ -75,6 +79,11 @@ class FakeCluster(ScriptedRunner):
             return CommandResult(call.argv, failure.returncode, failure.stdout, failure.stderr)
         rc, out, err = self._answer(args, call.stdin)
         return CommandResult(call.argv, rc, out, err, started_at=time.time())
+
+    def stream(self, argv: Sequence[str], **callbacks: Any) -> ScriptedProcess:
+        """The pod watch's stream: open, silent, until the watch stops it."""
+        self.streams.append(strip_globals(argv))
+        return ScriptedProcess(ScriptedRun(until_stopped=True), callbacks["on_line"], callbacks["on_stderr"])
 
     def _answer(self, args: tuple[str, ...], stdin: bytes | None) -> tuple[int, str, str]:
         verb = args[0]
@@ -93,6 +102,9 @@ class FakeCluster(ScriptedRunner):
                 return 1, "", f'Error from server (NotFound): secrets "{name}" not found'
             store[name] = obj
             return 0, f"secret/{name}\n", ""
+        if args[:2] == ("get", "--raw"):  # the site's pod watch: its list (the watch is stream())
+            items = list(self.pods.values())
+            return 0, json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}), ""
         if verb == "get" and "/" in args[1]:  # metadata of several objects, one line each
             lines = []
             for ref in args[1 : args.index("--ignore-not-found")]:
@@ -163,7 +175,9 @@ class FakeCluster(ScriptedRunner):
         for args in self.calls:
             if args[0] in ("version", "config"):
                 continue
-            if args[0] == "apply":
+            if args[:2] == ("get", "--raw"):
+                shown.append(WATCH_LIST)
+            elif args[0] == "apply":
                 files = [args[i + 1] for i, a in enumerate(args) if a == "--filename"]
                 shown.append(f"apply --server-side {' '.join(files)}")
             else:
@@ -241,6 +255,7 @@ def make_launcher(
     cluster: FakeCluster, root: Path, cls: type[K8sJobLauncher] = ClientK8sJobLauncher, **kw: Any
 ) -> K8sJobLauncher:
     kw.setdefault("workspace_transfer", False)
+    kw.setdefault("streamer", cluster.stream)
     return cls(str(root.parent.parent / "kubeconfig"), namespace="nvflare", runner=cluster, sleep=lambda s: None, **kw)
 
 
@@ -256,7 +271,7 @@ def test_a_launch_is_one_check_one_apply_of_secrets_and_pod_and_the_owner_patch(
         f"get pod/{POD} secret/{STARTUP}",  # one read: pod absent, both Secrets absent or ours
         f"apply --server-side - {manifest_path}",  # the Secrets on stdin first, then the pod
         f"patch secret {CRED}",  # owned by the pod (needs its uid)
-        f"get pod {POD}",  # the handle sees Running
+        WATCH_LIST,  # the handle sees Running, through the site's pod watch
     ]
     apply = next(c for c in cluster.calls if c[0] == "apply")
     assert apply == commands.apply_server_side("-", str(manifest_path), force_conflicts=True)
@@ -357,9 +372,11 @@ def test_journals_record_every_command_and_the_rebuild_line_of_the_startup_secre
     make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
     job_lines = (site / JOB / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
     site_lines = (site / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
-    assert len(job_lines) == 4  # the launch and the first read of the handle
-    assert len(site_lines) == 4 + 2  # plus the setup check (version, current context)
-    setup = [json.loads(line) for line in site_lines[:2]]
+    assert len(job_lines) == 3  # the launch; the handle reads through the site's pod watch
+    site_entries = [json.loads(line) for line in site_lines]
+    assert len([e for e in site_entries if e["purpose"] != "watch"]) == 3 + 2  # plus the setup check
+    assert next(e["argv"][-2] for e in site_entries if e["purpose"] == "watch") == "--raw"  # the watch's list
+    setup = site_entries[:2]
     assert [e["purpose"] for e in setup] == ["setup", "setup"]
     apply = json.loads(job_lines[1])
     assert apply["purpose"] == "apply"
@@ -777,7 +794,8 @@ def test_owner_patch_failure_is_only_a_warning(site: Path, caplog: pytest.LogCap
 
 def test_interrupted_wait_for_running_terminates_the_job(site: Path) -> None:
     cluster = FakeCluster()
-    cluster.fail = nth("get pod", 2, lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+    cluster.phase_after_apply = "Pending"  # the handle asks for the pod's events, on its own thread
+    cluster.fail = nth("get events", 1, lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
     assert cluster.pods == {}
