@@ -92,3 +92,20 @@ def test_the_watch_history_names_each_pod_of_the_job_not_seen_ending() -> None:
     ]
     history.mark("a-site-1", ["phase-Failed"], 1.0)
     assert history.not_ended("a", ["server", "site-1", "site-2"]) == []
+
+
+def test_the_sites_watch_is_one_row_of_its_own_counted_once_for_the_site() -> None:
+    tl = timeline.SiteTimeline("site-1")
+    selector = "app.kubernetes.io/managed-by=kubectl-launcher,kubectl-launcher/site=site-1-f505dccd"
+    entries = [
+        {
+            "argv": [*GLOBALS, "get", "--raw", f"/api/v1/namespaces/default/pods?labelSelector={selector}{watch}"],
+            "purpose": "watch",
+            "started_at": f"2026-11-25T16:05:2{i}.000Z",
+            "duration": 0.1 if not watch else 20.0,
+        }
+        for i, watch in enumerate(("", "&watch=true"))
+    ]
+    timeline.add_journal(tl, entries, "33c9d45b-23d3-4873-bcfe-24e8acb4f2fa")  # names no job: the site's
+    rows = [line for line in timeline.render([tl], 0.0) if "watch" in line]
+    assert len(rows) == 1 and "watch (site-wide)" in rows[0] and "2 (20.1)" in rows[0]

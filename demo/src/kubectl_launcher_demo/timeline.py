@@ -222,10 +222,15 @@ def render(sites: Sequence[SiteTimeline], zero: float, *, zero_label: str = "sub
         for tl in sites:
             found = tl.of(kind)
             cells.append(f"{len(found)} ({sum(c.duration for c in found):.1f})" if found else "")
-        lines.append(f"  {kind:{width - 2}}" + "".join(f"{c:>9}" for c in cells))
+        lines.append(f"  {KIND_LABELS.get(kind, kind):{width - 2}}" + "".join(f"{c:>9}" for c in cells))
     totals = [f"{len(tl.commands)} ({sum(c.duration for c in tl.commands):.1f})" for tl in sites]
     lines.append(f"  {'all':{width - 2}}" + "".join(f"{c:>9}" for c in totals))
     return lines
+
+
+#: Rows whose commands serve the whole site, not one job: the pod watch (its lists and its long-running
+#: kubectl, journaled once in the site journal) and the namespace's shared events read.
+KIND_LABELS = {"watch": "watch (site-wide)", "events": "events (site-wide)"}
 
 
 def _kind_order(kind: str) -> int:
