@@ -216,15 +216,15 @@ def render(sites: Sequence[SiteTimeline], zero: float, *, zero_label: str = "sub
             continue
         lines.append(f"  {what:{width - 2}}" + "".join(f"{_fmt(None if v is None else v - zero):>9}" for v in row))
     kinds = sorted({c.kind for tl in sites for c in tl.commands}, key=_kind_order)
-    lines.append(f"{'kubectl processes (seconds)':{width}}" + "".join(f"{n:>9}" for n in names))
+    lines.append(f"{'kubectl processes (seconds)':{width}}" + "".join(f"{n:>10}" for n in names))
     for kind in kinds:
         cells = []
         for tl in sites:
             found = tl.of(kind)
             cells.append(f"{len(found)} ({sum(c.duration for c in found):.1f})" if found else "")
-        lines.append(f"  {KIND_LABELS.get(kind, kind):{width - 2}}" + "".join(f"{c:>9}" for c in cells))
+        lines.append(f"  {KIND_LABELS.get(kind, kind):{width - 2}}" + "".join(f"{c:>10}" for c in cells))
     totals = [f"{len(tl.commands)} ({sum(c.duration for c in tl.commands):.1f})" for tl in sites]
-    lines.append(f"  {'all':{width - 2}}" + "".join(f"{c:>9}" for c in totals))
+    lines.append(f"  {'all':{width - 2}}" + "".join(f"{c:>10}" for c in totals))
     return lines
 
 
