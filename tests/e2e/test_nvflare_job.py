@@ -229,10 +229,11 @@ def test_each_site_journal_records_the_apply_of_its_job_pod(ran: Ran) -> None:
         applies = [[str(a) for a in e["argv"]] for e in entries if e.get("purpose") == "apply"]
         assert len(applies) == 1, (site, applies)
         argv = applies[0]
-        assert "apply" in argv, (site, argv)
-        # the job's own manifest file (in the server's journal the job id in its path is masked: it is also
-        # the server job's token, a redaction issue of its own)
-        assert argv[argv.index("--filename") + 1].endswith("/kubectl-launcher/manifest.json"), (site, argv)
+        assert "apply" in argv and "--server-side" in argv, (site, argv)
+        files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--filename"]
+        # the Secrets on stdin, then the job's own manifest file (in the server's journal the job id in its
+        # path is masked: it is also the server job's token, a redaction issue of its own)
+        assert files[0] == "-" and files[1].endswith("/kubectl-launcher/manifest.json"), (site, argv)
 
 
 def test_client_results_came_back_into_the_site_workspace(ran: Ran) -> None:
