@@ -185,6 +185,7 @@ def test_an_api_refusing_connections_for_a_while_fails_no_job(site: Site) -> Non
 def test_a_stopped_launcher_leaves_no_kubectl_and_a_new_handle_starts_a_new_watch(site: Site) -> None:
     first = [site.start(n) for n in ("one", "two")]
     assert all(running(h) for h in first)
+    assert wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answered; the watch is open
     assert len(kubectl_children()) == 1  # the site's watch, nothing else
     for handle in first:
         handle.terminate()  # what the launcher's shutdown does to the jobs it still runs
