@@ -58,7 +58,7 @@ class Lease:
         selector, job = site_selector(labels), labels.get(JOB_LABEL)
         with self._member_lock:
             if self._member is None and selector and job and not self.lapsed:
-                self._member = SiteLease.for_site(kubectl, selector).join(job, self.settings.lease_interval)
+                self._member = SiteLease.for_site(kubectl, selector).join(job, self.settings.renewal_interval)
             return self._member is not None and not self._member.released
 
     @property

@@ -223,11 +223,10 @@ class TransferSettings:
             if not isinstance(value, int) or isinstance(value, bool) or value < 10:
                 raise ConfigError(f"workspace_transfer.{name} must be a whole number of seconds >= 10, got {value!r}")
         # Three renewals per bound: one may fail, and a kubelet may show the next one late (docs/site-setup.md).
-        bound = min(self.keep_timeout, self.delivery_timeout)
-        if not 0 < self.lease_interval <= bound / 3:
+        if not 0 < self.lease_interval <= self.keep_timeout / 3:
             raise ConfigError(
-                f"workspace_transfer.lease_interval must be positive and at most a third of keep_timeout and of "
-                f"delivery_timeout ({bound}), got {self.lease_interval!r}"
+                f"workspace_transfer.lease_interval must be positive and at most a third of keep_timeout "
+                f"({self.keep_timeout}), got {self.lease_interval!r}"
             )
         if not isinstance(self.attempts, int) or self.attempts < 1:
             raise ConfigError(f"workspace_transfer.attempts must be 1 or more, got {self.attempts!r}")
@@ -243,6 +242,12 @@ class TransferSettings:
             raise ConfigError(
                 "workspace_transfer.resources must be a mapping like {'requests': {...}, 'limits': {...}}"
             )
+
+    @property
+    def renewal_interval(self) -> float:
+        """Seconds between two renewals of the site's lease: lease_interval, shortened to a third of
+        delivery_timeout, so that the init container too gets three words per bound."""
+        return min(self.lease_interval, self.delivery_timeout / 3)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> TransferSettings:

@@ -51,23 +51,36 @@ class Pauses:
     """The lease's pause between renewals, driven by the test: each `tick()` lets exactly one renewal happen."""
 
     def __init__(self) -> None:
-        self._go = threading.Semaphore(0)
-        self.waiting = threading.Semaphore(0)
+        self._changed = threading.Condition()
+        self._go = 0
+        self._waiting = 0  # threads paused now
+        self._consumed_at = -1  # len(seconds) when the last tick's permit was taken
         self.seconds: list[float] = []
 
     def __call__(self, stop: threading.Event, seconds: float) -> bool:
-        self.seconds.append(seconds)
-        self.waiting.release()
-        while not self._go.acquire(timeout=0.05):
-            if stop.is_set():
-                return True
-        return stop.is_set()
+        with self._changed:
+            self.seconds.append(seconds)
+            self._waiting += 1
+            self._changed.notify_all()
+            try:
+                while not self._go and not stop.is_set():
+                    self._changed.wait(0.05)
+                if stop.is_set():
+                    return True
+                self._go -= 1
+                self._consumed_at = len(self.seconds)
+                return False
+            finally:
+                self._waiting -= 1
+                self._changed.notify_all()
 
     def tick(self) -> None:
-        assert self.waiting.acquire(timeout=30), "the lease's thread never paused"
-        self._go.release()
-        assert self.waiting.acquire(timeout=30), "the renewal never ended"
-        self.waiting.release()  # the next tick() finds the thread paused again
+        """Wait until a thread pauses, let it renew once, and wait until it pauses again (its renewal done)."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._waiting > 0, 30), "the lease's thread never paused"
+            self._go, self._consumed_at = 1, -1
+            self._changed.notify_all()
+            assert self._changed.wait_for(lambda: 0 <= self._consumed_at < len(self.seconds), 30), "no renewal"
 
 
 def _lease(runner: Annotator, **kw: Any) -> tuple[SiteLease, Pauses]:
@@ -259,9 +272,15 @@ def test_the_probe_waits_for_keep_timeout_and_looks_once_per_lease_interval() ->
     assert "lapsed" in pod_side.WAIT_SCRIPT and f"{pod_side.LEASE_ANNOTATION}=" in pod_side.WAIT_SCRIPT
 
 
-def test_lease_interval_must_fit_three_times_in_the_delivery_bound_too() -> None:
-    from kubectl_launcher.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="delivery_timeout"):
-        TransferSettings(delivery_timeout=60, keep_timeout=900, lease_interval=30)
-    TransferSettings(delivery_timeout=90, keep_timeout=900, lease_interval=30)
+def test_the_site_renews_three_times_per_delivery_bound_too() -> None:
+    short_delivery = TransferSettings(delivery_timeout=120, keep_timeout=300, lease_interval=60)  # the demo's
+    assert short_delivery.renewal_interval == 40
+    assert TransferSettings().renewal_interval == 60
+    runner = Annotator()
+    kubectl = Kubectl(namespace="nvflare-lease-pace", runner=runner, retries=0)
+    lease = Lease(short_delivery, clock=lambda: 0.0, log=logging.getLogger("t"))
+    labels = {MANAGED_BY_LABEL: MANAGED_BY, SITE_LABEL: "site-1", JOB_LABEL: "job-a"}
+    assert lease.attach(kubectl, {"metadata": {"name": "p", "labels": labels}})
+    site = SiteLease.for_site(kubectl, SITE)
+    assert site._interval() == 40
+    lease.lapse()
