@@ -173,14 +173,15 @@ class SiteLease:
             running, self._running = self._running, None
         running[1].set()  # the thread ends after the renewal in flight, if any; nobody waits for it
 
-    def stop(self) -> None:
-        """Renew nothing more until the next join (at interpreter exit; a test's dead launcher)."""
+    def stop(self, *, wait: bool = False) -> None:
+        """Renew nothing more until the next join (at interpreter exit; a test's dead launcher). A renewal in
+        flight ends by itself (its own deadline); `wait=True` waits for it."""
         with self._lock:
             running, self._running = self._running, None
             self._members.clear()
         if running is not None:
             running[1].set()
-            if running[0] is not threading.current_thread():
+            if wait and running[0] is not threading.current_thread():
                 running[0].join()
 
     @classmethod

@@ -93,6 +93,7 @@ def test_ten_jobs_are_renewed_by_one_annotate_per_interval() -> None:
     runner = Annotator()
     lease, pauses = _lease(runner)
     members = [lease.join(f"job-{i}", 30) for i in range(10)]
+    assert runner.received == []  # joining runs nothing: the renewals run on the lease's own thread
     pauses.tick()
     pauses.tick()
     assert len(runner.received) == 2  # two intervals, two commands, for ten pods
@@ -119,6 +120,21 @@ def test_a_job_that_leaves_gets_no_more_word_and_the_last_one_stops_the_thread()
     pauses.tick()
     assert runner.selectors()[-1] == lease_selector(SITE, ["job-c"]) and lease.threads_started == 2
     c.release()
+
+
+def test_stop_ends_the_renewals_of_a_dead_launcher_and_a_later_join_starts_afresh() -> None:
+    runner = Annotator()
+    lease, pauses = _lease(runner)
+    lease.join("job-a", 20)
+    member = lease.join("job-b", 20)
+    pauses.tick()
+    lease.stop(wait=True)
+    assert not lease.running and lease.jobs() == [] and len(runner.received) == 1
+    member.release()  # after stop: nothing to do, nothing raised
+    again = lease.join("job-c", 20)
+    pauses.tick()
+    assert runner.selectors()[-1] == lease_selector(SITE, ["job-c"])
+    again.release()
 
 
 def test_a_dropped_membership_is_released_by_the_garbage_collector() -> None:
