@@ -36,7 +36,8 @@ PID 1 and shows the keeper the job's environment (Secret values included). Wrapp
 can only be shortened, never extended, so it cannot be a lease. One exec per pod per interval (the
 first version) costs a kubectl process and a connection to the kubelet per job; one annotate serves
 the whole site and needs no running container. The probe is what Kubernetes gives to stop a container
-from outside it; it looks once per lease interval (at most every 10 s) and not before ``keep_timeout``.
+from outside it; it looks every lease interval or every 10 s, whichever is shorter, and not before
+``keep_timeout``.
 
 The launcher's side, which runs these scripts through the pod (objects/job_pod.py), is the rest of
 this package: delivery.py, collection.py and lease.py, driven by workspace.py.
@@ -334,8 +335,8 @@ def lapse_probe(settings: TransferSettings) -> dict[str, Any]:
     """The job container's liveness probe: it fails once the keeper left LAPSED_MARKER, and the kubelet stops
     the job (TERM, KILL after the pod's grace period). Not before keep_timeout: the keeper cannot give up sooner.
 
-    One look per lease interval (at most every 10 s); three failures in a row, so that one probe slowed past
-    its timeout on a busy node never stops a job whose launcher is alive."""
+    One look per lease interval or per 10 s, whichever is shorter; three failures in a row, so that one
+    probe slowed past its timeout on a busy node never stops a job whose launcher is alive."""
     return {
         "exec": {"command": ["sh", "-c", PROBE_SCRIPT, "kubectl-launcher-probe", f"{CONTROL_PATH}/{LAPSED_MARKER}"]},
         "initialDelaySeconds": settings.keep_timeout,
