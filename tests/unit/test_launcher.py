@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from kubectl_launcher.domain.names import study_dataset_volume_name
 from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import ConfigError, KubectlForbidden
 from kubectl_launcher.kubectl import CommandResult, commands
+from kubectl_launcher.transfer import pod_side
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.scripted_streamer import ScriptedProcess, ScriptedRun
 
@@ -477,7 +479,15 @@ def test_workspace_transfer_adds_its_containers_and_leaves_the_main_one_as_upstr
     make_launcher(moved, site, workspace_transfer={"keep_timeout": 600}).launch_job(job_meta(), make_ctx(site))
     with_transfer = moved.pods[POD]["spec"]
     without = plain.pods[POD]["spec"]
-    assert with_transfer["containers"][0] == without["containers"][0]
+    main = copy.deepcopy(with_transfer["containers"][0])
+    # allowed differences, and only these: the lease's liveness probe and the control folder, read-only
+    assert main.pop("livenessProbe")["exec"]["command"][:3] == ["sh", "-c", pod_side.PROBE_SCRIPT]
+    assert main["volumeMounts"].pop() == {
+        "name": "kubectl-launcher-control",
+        "mountPath": "/kubectl-launcher",
+        "readOnly": True,
+    }
+    assert main == without["containers"][0]
     assert "initContainers" not in without and len(without["containers"]) == 1
     assert [c["name"] for c in with_transfer["initContainers"]] == ["kubectl-launcher-init"]
     assert [c["name"] for c in with_transfer["containers"][1:]] == ["kubectl-launcher-keeper"]

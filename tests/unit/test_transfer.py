@@ -268,7 +268,15 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
     main_before = copy.deepcopy(manifest["spec"]["containers"][0])
     t.decorate(manifest, "main")
     spec = manifest["spec"]
-    assert spec["containers"][0] == main_before
+    main = copy.deepcopy(spec["containers"][0])
+    # the only two additions to upstream's main container: the lapse probe, and the control folder read-only
+    assert main.pop("livenessProbe") == pod_side.lapse_probe(TransferSettings())
+    assert main["volumeMounts"].pop() == {
+        "name": pod_side.CONTROL_VOLUME,
+        "mountPath": pod_side.CONTROL_PATH,
+        "readOnly": True,
+    }
+    assert main == main_before
     init, keeper = spec["initContainers"][0], spec["containers"][1]
     assert (init["name"], keeper["name"]) == (pod_side.INIT_CONTAINER, pod_side.KEEPER_CONTAINER)
     for c in (init, keeper):
@@ -276,13 +284,15 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
         assert c["imagePullPolicy"] == "Always"
         assert c["securityContext"] == {"runAsNonRoot": True}
         assert c["command"][:3] == ["sh", "-c", pod_side.WAIT_SCRIPT]
-        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH}
-    # looks per second, marker, bound, exit code: the init container looks often (a launch waits
-    # for it), the keeper, which lives as long as the job, once a second
-    assert init["command"][-4:] == ["5", "delivered", "1800", "1"]
-    assert keeper["command"][-4:] == ["1", "released", "900", "0"]
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH, pod_side.LEASE_PATH}
+    # looks per second, marker, bound, exit code, the annotations file: the init container looks often (a
+    # launch waits for it), the keeper, which lives as long as the job, once a second
+    assert init["command"][-5:] == ["5", "delivered", "1800", "1", pod_side.LEASE_FILE]
+    assert keeper["command"][-5:] == ["1", "released", "900", "0", pod_side.LEASE_FILE]
     assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
     assert {"name": pod_side.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
+    annotations = {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+    assert {"name": pod_side.LEASE_VOLUME, "downwardAPI": {"items": [annotations]}} in spec["volumes"]
     decorated = copy.deepcopy(manifest)
     t.decorate(manifest, "main")
     assert manifest == decorated
