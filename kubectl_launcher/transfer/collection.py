@@ -40,6 +40,7 @@ from kubectl_launcher.transfer.pod_side import (
     collect_command,
     recovery_script,
     script_command,
+    script_words,
 )
 from kubectl_launcher.transfer.step import Deadline, Job
 
@@ -123,8 +124,8 @@ class Collector:
         except RemoteCommandError as e:
             if e.returncode != SYMLINK_EXIT:
                 raise
-            said = next((line for line in e.stderr.splitlines() if "refusing to collect" in line), "")
-            said = said.partition("kubectl-launcher: ")[2] or f"the job folder {job.pod_job_dir} is a symlink"
+            with open(path, "rb") as f:  # the script's own words: it stopped before any tar
+                said = script_words(f.read(4096)) or f"the job folder {job.pod_job_dir} is (below) a symlink"
             raise UnsafeArchiveError(said) from e
 
     def keep_and_fail(self, pod: JobPod, reason: str, *, fetch: bool = True) -> TransferError:

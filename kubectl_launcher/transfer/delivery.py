@@ -30,7 +30,7 @@ import tarfile
 from collections.abc import Collection, Iterable
 
 from kubectl_launcher.domain.names import LAUNCHER_DIR
-from kubectl_launcher.errors import TransferError
+from kubectl_launcher.errors import RemoteCommandError, TransferError
 from kubectl_launcher.kubectl.purpose import DELIVER
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
@@ -39,9 +39,11 @@ from kubectl_launcher.transfer.lease import Lease
 from kubectl_launcher.transfer.pod_side import (
     BUNDLE_SUMS,
     BUNDLE_TREE,
+    DAMAGED_EXIT,
     INIT_CONTAINER,
     deliver_command,
     human_size,
+    script_words,
     stage_path,
 )
 from kubectl_launcher.transfer.step import Deadline, Job
@@ -117,6 +119,12 @@ def _deliver_once(
                 total_timeout=deadline.remaining(what),
                 purpose=DELIVER,
             )
+    except RemoteCommandError as e:
+        if e.returncode != DAMAGED_EXIT:
+            raise
+        with open(listing_path, "rb") as f:
+            words = script_words(f.read(4096)) or "the workspace arrived damaged"
+        raise TransferError(f"pod {pod.name}: {words} [{e}]") from e  # step.py redoes it
     finally:
         renewer.stop()  # the init container ends once placed: a renewal then would only fail
     with open(listing_path, "rb") as f:

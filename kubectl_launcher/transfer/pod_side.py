@@ -65,6 +65,7 @@ __all__ = [
     "init_container_failure",
     "recovery_script",
     "script_command",
+    "script_words",
     "stage_path",
     "tool_missing_failure",
 ]
@@ -132,7 +133,8 @@ listing() {
 #: The names of the delivery stream's two members: the tree to place, and the sha256sum lines it must match.
 BUNDLE_TREE = "tree"
 BUNDLE_SUMS = "sha256"
-#: Exit codes of the delivery script that another attempt may cure (the stream arrived damaged)...
+#: Exit codes of the delivery script that another attempt may cure (the stream arrived damaged)... (both
+#: scripts say why on stdout too: the seam keeps only kubectl's own last words of stderr)
 DAMAGED_EXIT = 6
 #: ...and of the collection script that it cannot: the job's folder is (below) a symlink.
 SYMLINK_EXIT = 8
@@ -154,7 +156,8 @@ fi
 rm -rf "$ws"/.kubectl-launcher-in-* && printf '%s\\n' "$token" > "$ctl/lease" || exit 3
 damaged() {
   cd / && rm -rf "$stage"
-  echo "kubectl-launcher: the workspace arrived damaged: $1; nothing was placed" >&2
+  said="kubectl-launcher: the workspace arrived damaged: $1; nothing was placed"
+  echo "$said" && echo "$said" >&2
   exit 6
 }
 mkdir "$stage" || exit 3
@@ -193,7 +196,8 @@ for part in $2; do
   [ -n "$part" ] || continue
   p=$p/$part
   if [ -L "$p" ]; then
-    echo "kubectl-launcher: refusing to collect $p: it is a symlink, not the job's folder" >&2
+    said="kubectl-launcher: refusing to collect $p: it is a symlink, not the job's folder"
+    echo "$said" && echo "$said" >&2
     exit 8
   fi
 done
@@ -398,6 +402,14 @@ def deliver_command(
 def collect_command(mount_path: str, job_dir: str, checksums: bool) -> tuple[str, ...]:
     """COLLECT_SCRIPT's command (run in the keeper): ``job_dir`` is the job's folder relative to the mount."""
     return script_command(COLLECT_SCRIPT, mount_path.rstrip("/"), job_dir, "1" if checksums else "0")
+
+
+def script_words(stdout: bytes) -> str:
+    """What DELIVER_SCRIPT or COLLECT_SCRIPT said about why it stopped (its ``kubectl-launcher:`` line), or ""."""
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("kubectl-launcher: "):
+            return line[len("kubectl-launcher: ") :][:500]
+    return ""
 
 
 def stage_path(mount_path: str, attempt: int) -> str:

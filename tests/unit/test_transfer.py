@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tarfile
 import threading
@@ -21,7 +22,7 @@ from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveErr
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
-from kubectl_launcher.transfer import background, excludes, pod_side
+from kubectl_launcher.transfer import archive, background, excludes, pod_side
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
@@ -797,3 +798,160 @@ def test_a_delivery_runs_away_from_the_look_that_starts_it_and_a_later_look_take
     gate.open()
     _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
     assert pod.kinds() == ["deliver"]
+
+
+# -- one exec each way: the delivery's and the collection's scripts, run by the local sh --
+
+
+def _tools_without(tmp_path: Path, *missing: str) -> str:
+    """A PATH of the tools the scripts use, less ``missing`` (an image without them)."""
+    tools = tmp_path / "image-bin"
+    tools.mkdir()
+    for name in ("sh", "tar", "find", "wc", "cat", "rm", "mkdir", "mv", "grep", "head", "sha256sum", "printf"):
+        found = shutil.which(name)
+        if name not in missing and found:
+            (tools / name).symlink_to(found)
+    return str(tools)
+
+
+def test_a_delivery_is_one_exec_that_streams_the_bundle_and_names_what_the_pod_must_check(
+    site: Path, pod: FakePod
+) -> None:
+    streams: list[bytes] = []
+    pod.stream_override = lambda data: streams.append(data) or data
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered
+    (args,) = pod.calls
+    assert args[:6] == ("exec", POD, "--container", pod_side.INIT_CONTAINER, "--stdin", "--")
+    stage = f"{WMP}/{pod_side.STAGE_PREFIX}1"
+    # ., local, local/custom, local/resources.json, JOB, app_site-1, config, config_fed_client.json, meta.json
+    expected = (WMP, pod_side.CONTROL_PATH, "1", stage, "9", str(2 + len('{"components": []}') + 17), "sha256")
+    assert pod.params(args) == (*expected, "local", JOB)
+    with tarfile.open(fileobj=io.BytesIO(streams[0])) as tf:
+        names = tf.getnames()
+        sums = tf.extractfile("sha256").read().decode()  # type: ignore[union-attr]
+    assert names[0] == "tree" and names[-1] == "sha256"
+    assert all(n.startswith("tree") for n in names[:-1]) and not any("study_data" in n for n in names)
+    assert f"./{JOB}/meta.json" in sums and sums.count("\n") == 3
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+    assert not list(pod.ws.glob(pod_side.STAGE_PREFIX + "*")) and (pod.ctl / "lease").read_text() == "1\n"
+
+
+def test_a_stream_damaged_on_the_way_is_refused_in_the_pod_places_nothing_and_the_delivery_is_redone(
+    site: Path, pod: FakePod, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen_before: list[list[str]] = []
+
+    def damage_the_first(data: bytes) -> bytes:
+        seen_before.append(sorted(p.name for p in pod.ws.iterdir()) + sorted(p.name for p in pod.ctl.iterdir()))
+        if len(seen_before) == 1:
+            assert data.count(b'"hello"') == 1
+            return data.replace(b'"hello"', b'"hellx"')  # same size: only the checksum can tell
+        return data
+
+    pod.stream_override = damage_the_first
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver", "deliver"] and t.delivered
+    assert seen_before[1] == ["lease"]  # the first attempt placed nothing and left no staging folder
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "arrived damaged" in warning and "sha256 differs" in warning and "meta.json" in warning
+
+
+def test_an_image_without_sha256sum_gets_its_workspace_checked_by_entries_and_bytes(
+    site: Path, pod: FakePod, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    pod.path = _tools_without(tmp_path, "sha256sum")
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered
+    assert (pod.ws / "local/resources.json").read_text() == '{"components": []}'
+    assert any("has no sha256sum" in r.getMessage() for r in caplog.records)
+
+
+def test_without_checksums_the_bundle_carries_no_sums_and_a_cut_file_is_still_refused(site: Path, pod: FakePod) -> None:
+    sizes: list[int] = []
+
+    def cut_a_byte_the_first_time(data: bytes) -> bytes:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            sizes.append(tf.getmember("sha256").size)
+        if len(sizes) > 1:
+            return data
+        # rebuild the stream with one file a byte short: a valid tar whose byte total is wrong
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+            for m in src:
+                body = src.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
+                if body and m.name.endswith("meta.json"):
+                    body, m.size = body[:-1], m.size - 1
+                dst.addfile(m, io.BytesIO(body) if body is not None else None)
+        return out.getvalue()
+
+    pod.stream_override = cut_a_byte_the_first_time
+    t = _transfer(site, Clock(), verify_checksums=False)
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver", "deliver"] and t.delivered
+    assert pod.params(pod.calls[0])[6] == "bytes" and sizes == [0, 0]
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+
+
+def test_a_delivery_whose_answer_was_lost_is_not_placed_twice(site: Path, pod: FakePod) -> None:
+    (pod.ctl / "delivered").touch()
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered and not (pod.ws / "local").exists()
+
+
+def test_a_job_folder_replaced_by_a_symlink_is_refused_and_nothing_of_its_target_comes_back(
+    site: Path, pod: FakePod
+) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    other = pod.ws / "another job"
+    other.mkdir()
+    (other / "not yours.txt").write_text("another job's results")
+    shutil.rmtree(pod.ws / JOB)
+    (pod.ws / JOB).symlink_to(other)
+    before = _snapshot(site)
+    with pytest.raises(TransferError) as err:
+        t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert isinstance(err.value.__cause__, UnsafeArchiveError)
+    assert f"{JOB}: it is a symlink" in str(err.value) and "refused the results" in str(err.value)
+    assert pod.kinds() == ["collect"]  # not redone: another try cannot make it better
+    after = _snapshot(site)
+    assert after.pop(f"{JOB}/kubectl-launcher/recover-results.sh")
+    assert after == before
+
+
+@pytest.mark.parametrize("job_dir", ["job", "outer/job"])
+def test_the_collection_script_refuses_any_symlink_between_the_mount_and_the_job_folder(
+    tmp_path: Path, job_dir: str
+) -> None:
+    ws, elsewhere = tmp_path / "ws", tmp_path / "elsewhere"
+    (elsewhere / "job").mkdir(parents=True)
+    (elsewhere / "job/x").write_text("x")
+    ws.mkdir()
+    (ws / job_dir.split("/")[0]).symlink_to(elsewhere if "/" in job_dir else elsewhere / "job")
+    argv = pod_side.collect_command(str(ws) + "/", job_dir, True)
+    done = subprocess.run(argv, capture_output=True, check=False)
+    link = ws / job_dir.split("/")[0]
+    said = f"kubectl-launcher: refusing to collect {link}: it is a symlink, not the job's folder\n"
+    assert (done.returncode, done.stdout.decode(), done.stderr.decode()) == (pod_side.SYMLINK_EXIT, said, said)
+    assert pod_side.script_words(done.stdout) == said[len("kubectl-launcher: ") : -1]
+
+
+def test_the_collection_stream_is_the_tar_then_the_listing_and_is_checked_from_the_one_stream(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ws/job/results").mkdir(parents=True)
+    (tmp_path / "ws/job/results/model.bin").write_bytes(b"w" * 5000)
+    stream = tmp_path / "stream"
+    with open(stream, "wb") as out:
+        subprocess.run(pod_side.collect_command(str(tmp_path / "ws"), "job", True), stdout=out, check=True)
+    tail = stream.read_bytes().rstrip(b"\n").rsplit(b"\0", 1)[1]
+    assert tail.startswith(b"entries 3\nsha256\n")
+    manifest = archive.check_results(str(stream), str(tmp_path / "tree"))
+    assert manifest.total_bytes == 5000 and not stream.exists()
