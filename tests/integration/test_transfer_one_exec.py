@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -54,27 +54,16 @@ class DamagingRunner:
         self.inner, self.tmp, self.find, self.replace = ShRunner(), tmp_path, find, replace
         self.damaged = 0
 
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None,
-        env: Mapping[str, str],
-        timeout: float,
-        stdout_path: str | None,
-        stdin_file: BinaryIO | None = None,
-    ) -> CommandResult:
+    def __call__(self, argv: Sequence[str], *, stdin_file: BinaryIO | None = None, **rest: Any) -> CommandResult:
         if stdin_file is None or self.damaged:
-            return self.inner(
-                argv, stdin=stdin, env=env, timeout=timeout, stdout_path=stdout_path, stdin_file=stdin_file
-            )
+            return self.inner(argv, stdin_file=stdin_file, **rest)
         self.damaged += 1
         data = stdin_file.read()
         assert data.count(self.find) == 1
         damaged = self.tmp / "damaged.tar"
         damaged.write_bytes(data.replace(self.find, self.replace))
         with open(damaged, "rb") as feed:
-            return self.inner(argv, stdin=None, env=env, timeout=timeout, stdout_path=stdout_path, stdin_file=feed)
+            return self.inner(argv, stdin_file=feed, **rest)
 
 
 def test_a_delivery_damaged_on_the_way_is_refused_in_the_pod_and_redone_whole(
