@@ -955,3 +955,35 @@ def test_the_collection_stream_is_the_tar_then_the_listing_and_is_checked_from_t
     assert tail.startswith(b"entries 3\nsha256\n")
     manifest = archive.check_results(str(stream), str(tmp_path / "tree"))
     assert manifest.total_bytes == 5000 and not stream.exists()
+
+
+def test_an_image_without_tar_stops_the_one_delivery_exec_at_once_and_is_named(
+    site: Path, pod: FakePod, tmp_path: Path
+) -> None:
+    pod.path = _tools_without(tmp_path, "tar")
+    t = _transfer(site, Clock())
+    with pytest.raises(TransferError, match=r"registry\.example/nvflare-job:2\.9.*has no tar"):
+        t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"]  # exit 127: not redone, it cannot get better
+    assert not (pod.ws / "local").exists() and not (pod.ctl / "delivered").exists()
+
+
+def test_the_scripts_get_every_value_as_a_positional_parameter() -> None:
+    assert pod_side.collect_command("/ws/", "job 1", False) == (
+        "sh", "-c", pod_side.COLLECT_SCRIPT, "kubectl-launcher", "/ws", "job 1", "0"
+    )  # fmt: skip
+    deliver = pod_side.deliver_command("/ws", "7", "/ws/.kubectl-launcher-in-2", 9, 100, False, ("local", "job 1"))
+    assert deliver[:4] == ("sh", "-c", pod_side.DELIVER_SCRIPT, "kubectl-launcher")
+    assert deliver[4:] == (
+        "/ws",
+        pod_side.CONTROL_PATH,
+        "7",
+        "/ws/.kubectl-launcher-in-2",
+        "9",
+        "100",
+        "bytes",
+        "local",
+        "job 1",
+    )
+    for script in (pod_side.COLLECT_SCRIPT, pod_side.DELIVER_SCRIPT):
+        assert "job 1" not in script and "/ws" not in script
