@@ -2,7 +2,7 @@
 after it, the folder's listing, into a local file; checked, then merged.
 
 Once the job container has ended and the keeper still runs, `Collector.collect` runs
-pod_side.COLLECT_SCRIPT in the keeper: it refuses a job folder that is a symlink (or lies below one:
+pod_scripts.COLLECT_SCRIPT in the keeper: it refuses a job folder that is a symlink (or lies below one:
 the results are exactly the job's folder, never what a link names), then ``tar cf - .`` in the folder,
 then the listing (entries, and checksums or a byte total). This is the ``tar | kubectl exec`` form, not
 ``kubectl cp``: kubectl cp's own untar silently skips symlinks and cannot tell a cut stream at a member
@@ -32,15 +32,13 @@ from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
 from kubectl_launcher.transfer.background import Progress, file_size, log_transferred
 from kubectl_launcher.transfer.lease import Lease
+from kubectl_launcher.transfer.pod_scripts import SYMLINK_EXIT, collect_command, script_words
 from kubectl_launcher.transfer.pod_side import (
     CONTROL_PATH,
     KEEPER_CONTAINER,
     RELEASE_SCRIPT,
-    SYMLINK_EXIT,
-    collect_command,
     recovery_script,
     script_command,
-    script_words,
 )
 from kubectl_launcher.transfer.step import Deadline, Job
 

@@ -6,7 +6,7 @@ While the init container runs, `deliver` stages ``local/`` (minus what upstream'
 excludes.py) and ``<job_id>/`` (minus the launcher's own folder) as hard links in a local folder, and
 writes one tar of it (`write_bundle`): the tree as ``tree/``, and the expected ``sha256sum`` lines as
 ``sha256``. One ``kubectl exec -i`` into the init container reads that tar on stdin and runs
-pod_side.DELIVER_SCRIPT: it forgets earlier attempts' staging folders, writes the lease token,
+pod_scripts.DELIVER_SCRIPT: it forgets earlier attempts' staging folders, writes the lease token,
 extracts into a fresh staging folder, checks entry count, byte total and (when asked and the image has
 ``sha256sum``) every checksum, and only then moves the folders into place and writes ``delivered``:
 the init container ends, the job starts. The pod's own listing comes back on stdout and is compared
@@ -36,16 +36,14 @@ from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
 from kubectl_launcher.transfer.background import Periodic, Progress, log_transferred
 from kubectl_launcher.transfer.lease import Lease
-from kubectl_launcher.transfer.pod_side import (
+from kubectl_launcher.transfer.pod_scripts import (
     BUNDLE_SUMS,
     BUNDLE_TREE,
     DAMAGED_EXIT,
-    INIT_CONTAINER,
     deliver_command,
-    human_size,
     script_words,
-    stage_path,
 )
+from kubectl_launcher.transfer.pod_side import INIT_CONTAINER, human_size, stage_path
 from kubectl_launcher.transfer.step import Deadline, Job
 
 #: What DELIVER_SCRIPT prints when an earlier attempt placed the workspace and only its answer was lost.

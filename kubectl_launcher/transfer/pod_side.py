@@ -27,13 +27,14 @@ lease exists. Wrapping the job's command to write an exit marker would change up
 of the main container. The lease costs one exec per interval and works on any cluster.
 
 The launcher's side, which runs these scripts through the pod (objects/job_pod.py), is the rest of
-this package: delivery.py, collection.py and lease.py, driven by workspace.py.
+this package: delivery.py, collection.py and lease.py, driven by workspace.py; the delivery's and the
+collection's own scripts are in pod_scripts.py.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -41,31 +42,22 @@ from kubectl_launcher.errors import ConfigError, KubectlError, TransferError
 
 __all__ = [
     "ANNOTATION",
-    "BUNDLE_SUMS",
-    "BUNDLE_TREE",
-    "COLLECT_SCRIPT",
     "CONTROL_PATH",
     "CONTROL_VOLUME",
-    "DAMAGED_EXIT",
-    "DELIVER_SCRIPT",
     "INIT_CONTAINER",
     "KEEPER_CONTAINER",
     "LEASE_SCRIPT",
     "LOCAL_EXCLUDES",
     "RELEASE_SCRIPT",
     "STAGE_PREFIX",
-    "SYMLINK_EXIT",
     "WAIT_SCRIPT",
     "TransferSettings",
-    "collect_command",
     "container_state",
     "decorate_pod",
-    "deliver_command",
     "human_size",
     "init_container_failure",
     "recovery_script",
     "script_command",
-    "script_words",
     "stage_path",
     "tool_missing_failure",
 ]
@@ -114,100 +106,6 @@ INIT_LOOKS_PER_SECOND = 5
 #: The keeper lives as long as the job; nothing waits for it to notice the release (the launcher
 #: reports the outcome at the release), so one look a second: 5 would cost ~0.5 % of a core per pod.
 KEEPER_LOOKS_PER_SECOND = 1
-
-#: What every script that lists a folder shares: ``listing FLAG`` prints the current folder's "entries N",
-#: then "sha256" and sha256sum lines (FLAG 1 and the image has sha256sum), or "bytes N".
-_LISTING = """\
-listing() {
-  n=$(find . -exec printf '%.0sx' {} + | wc -c) || return 4
-  printf 'entries %s\\n' $n
-  if [ "$1" = 1 ] && command -v sha256sum >/dev/null 2>&1; then
-    echo sha256
-    find . -type f -exec sha256sum {} + || return 5
-  else
-    printf 'bytes %s\\n' $(find . -type f -exec cat {} + | wc -c)
-  fi
-}
-"""
-
-#: The names of the delivery stream's two members: the tree to place, and the sha256sum lines it must match.
-BUNDLE_TREE = "tree"
-BUNDLE_SUMS = "sha256"
-#: Exit codes of the delivery script that another attempt may cure (the stream arrived damaged)... (both
-#: scripts say why on stdout too: the seam keeps only kubectl's own last words of stderr)
-DAMAGED_EXIT = 6
-#: ...and of the collection script that it cannot: the job's folder is (below) a symlink.
-SYMLINK_EXIT = 8
-
-#: One exec -i delivers the workspace: a tar on stdin holding ``tree/`` and, when checked, ``sha256``.
-#: $1 workspace, $2 control dir, $3 lease token, $4 fresh staging folder, $5 entries sent, $6 bytes sent,
-#: $7 "sha256" to check the sums member (when the image has sha256sum), anything else: the byte total
-#: only; then the names to move into place. Forgets earlier attempts' staging folders, writes the lease,
-#: extracts, verifies (nothing placed on a mismatch: exit 6), prints "entries N" and "bytes N" (and
-#: "sha256 verified"), places and writes ``delivered``. Prints "delivered before" when it was, already.
-DELIVER_SCRIPT = """\
-ws=$1 ctl=$2 token=$3 stage=$4 entries=$5 bytes=$6 check=$7
-shift 7
-if [ -e "$ctl/delivered" ]; then echo 'delivered before'; exit 0; fi
-if ! command -v tar >/dev/null 2>&1; then
-  echo "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container" >&2
-  exit 127
-fi
-rm -rf "$ws"/.kubectl-launcher-in-* && printf '%s\\n' "$token" > "$ctl/lease" || exit 3
-damaged() {
-  cd / && rm -rf "$stage"
-  said="kubectl-launcher: the workspace arrived damaged: $1; nothing was placed"
-  echo "$said" && echo "$said" >&2
-  exit 6
-}
-mkdir "$stage" || exit 3
-tar -x -o -f - -C "$stage" || damaged "tar could not read the stream"
-cd "$stage/tree" || damaged "the stream holds no tree"
-n=$(find . -exec printf '%.0sx' {} + | wc -c) || exit 4
-[ "$n" -eq "$entries" ] || damaged "$n entries arrived, $entries were sent"
-b=$(find . -type f -exec cat {} + | wc -c) || exit 4
-[ "$b" -eq "$bytes" ] || damaged "$b bytes of files arrived, $bytes were sent"
-if [ "$check" = sha256 ] && command -v sha256sum >/dev/null 2>&1; then
-  if ! sha256sum -c "$stage/sha256" > "$stage/checked" 2>&1; then
-    damaged "sha256 differs: $(grep -v ': OK$' "$stage/checked" | head -n 3)"
-  fi
-  echo 'sha256 verified'
-fi
-printf 'entries %s\\nbytes %s\\n' $n $b
-cd "$ws" || exit 3
-for name do
-  if [ -e "$stage/tree/$name" ]; then
-    rm -rf "./$name" && mv "$stage/tree/$name" "./$name" || exit 4
-  fi
-done
-rm -rf "$stage" && : > "$ctl/delivered"
-"""
-
-#: One exec into the keeper collects the results: $1 workspace, $2 the job's folder below it, $3 "1" for
-#: checksums. Refuses (exit 8) a folder that is, or lies below, a symlink: the results are exactly the
-#: job's folder. Prints the folder's tar stream, then, after its end-of-archive, the folder's listing.
-COLLECT_SCRIPT = (
-    _LISTING
-    + """\
-p=$1
-set -f
-IFS=/
-for part in $2; do
-  [ -n "$part" ] || continue
-  p=$p/$part
-  if [ -L "$p" ]; then
-    said="kubectl-launcher: refusing to collect $p: it is a symlink, not the job's folder"
-    echo "$said" && echo "$said" >&2
-    exit 8
-  fi
-done
-unset IFS
-set +f
-cd "$p" || exit 3
-tar cf - . || exit 4
-listing "$3"
-"""
-)
 
 #: $1 control dir, $2 token.
 LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
@@ -387,29 +285,6 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
 def script_command(script: str, *args: str) -> tuple[str, ...]:
     """Run one of the scripts above; ``args`` become its $1, $2, ..."""
     return ("sh", "-c", script, "kubectl-launcher", *args)
-
-
-def deliver_command(
-    mount_path: str, token: str, stage: str, entries: int, total_bytes: int, sha256: bool, names: Sequence[str]
-) -> tuple[str, ...]:
-    """DELIVER_SCRIPT's command (run in the init container with the bundle's tar on stdin)."""
-    check = "sha256" if sha256 else "bytes"
-    return script_command(
-        DELIVER_SCRIPT, mount_path, CONTROL_PATH, token, stage, str(entries), str(total_bytes), check, *names
-    )
-
-
-def collect_command(mount_path: str, job_dir: str, checksums: bool) -> tuple[str, ...]:
-    """COLLECT_SCRIPT's command (run in the keeper): ``job_dir`` is the job's folder relative to the mount."""
-    return script_command(COLLECT_SCRIPT, mount_path.rstrip("/"), job_dir, "1" if checksums else "0")
-
-
-def script_words(stdout: bytes) -> str:
-    """What DELIVER_SCRIPT or COLLECT_SCRIPT said about why it stopped (its ``kubectl-launcher:`` line), or ""."""
-    for line in stdout.decode("utf-8", "replace").splitlines():
-        if line.startswith("kubectl-launcher: "):
-            return line[len("kubectl-launcher: ") :][:500]
-    return ""
 
 
 def stage_path(mount_path: str, attempt: int) -> str:

@@ -22,7 +22,7 @@ from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveErr
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
-from kubectl_launcher.transfer import archive, background, excludes, pod_side
+from kubectl_launcher.transfer import archive, background, excludes, pod_scripts, pod_side
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
@@ -93,8 +93,8 @@ class FakePod(ScriptedRunner):
         body = args[args.index("--") + 1 :]
         assert body[:2] == ("sh", "-c") and body[3] == "kubectl-launcher", args
         for kind, text in (
-            ("deliver", pod_side.DELIVER_SCRIPT),
-            ("collect", pod_side.COLLECT_SCRIPT),
+            ("deliver", pod_scripts.DELIVER_SCRIPT),
+            ("collect", pod_scripts.COLLECT_SCRIPT),
             ("lease", pod_side.LEASE_SCRIPT),
             ("release", pod_side.RELEASE_SCRIPT),
         ):
@@ -171,14 +171,14 @@ class FakePod(ScriptedRunner):
         if self.stream_override is not None:
             stream = self.stream_override(stream)
         mapped = (str(self.local(params[0])), str(self.local(params[1])), params[2], str(self.local(params[3])))
-        return self._sh(call, pod_side.DELIVER_SCRIPT, mapped + params[4:], stream)
+        return self._sh(call, pod_scripts.DELIVER_SCRIPT, mapped + params[4:], stream)
 
     def _collect(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
         assert call.stdout_path and params[0] == WMP and params[1] == JOB
         if self.tar_override is not None:
             self.tar_override(call.stdout_path)
             return CommandResult(call.argv, 0)
-        return self._sh(call, pod_side.COLLECT_SCRIPT, (str(self.local(params[0])), *params[1:]))
+        return self._sh(call, pod_scripts.COLLECT_SCRIPT, (str(self.local(params[0])), *params[1:]))
 
     def _lease(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
         (self.local(params[0]) / "lease").write_text(params[1])
@@ -678,7 +678,7 @@ def test_a_failing_collection_with_the_launchers_retry_settings_runs_tar_a_bound
     with pytest.raises(TransferError, match=error):
         t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
 
-    assert [c.timeout for c in pod.received if pod_side.COLLECT_SCRIPT in c.argv] == tar_timeouts
+    assert [c.timeout for c in pod.received if pod_scripts.COLLECT_SCRIPT in c.argv] == tar_timeouts
     assert pod.kinds() == ["collect"] * len(tar_timeouts)  # no release: the keeper holds the results
     assert clock.slept == pauses  # the step's pauses only: the seam never retried a command inside it
     assert clock.now - started <= 7200
@@ -935,12 +935,12 @@ def test_the_collection_script_refuses_any_symlink_between_the_mount_and_the_job
     (elsewhere / "job/x").write_text("x")
     ws.mkdir()
     (ws / job_dir.split("/")[0]).symlink_to(elsewhere if "/" in job_dir else elsewhere / "job")
-    argv = pod_side.collect_command(str(ws) + "/", job_dir, True)
+    argv = pod_scripts.collect_command(str(ws) + "/", job_dir, True)
     done = subprocess.run(argv, capture_output=True, check=False)
     link = ws / job_dir.split("/")[0]
     said = f"kubectl-launcher: refusing to collect {link}: it is a symlink, not the job's folder\n"
-    assert (done.returncode, done.stdout.decode(), done.stderr.decode()) == (pod_side.SYMLINK_EXIT, said, said)
-    assert pod_side.script_words(done.stdout) == said[len("kubectl-launcher: ") : -1]
+    assert (done.returncode, done.stdout.decode(), done.stderr.decode()) == (pod_scripts.SYMLINK_EXIT, said, said)
+    assert pod_scripts.script_words(done.stdout) == said[len("kubectl-launcher: ") : -1]
 
 
 def test_the_collection_stream_is_the_tar_then_the_listing_and_is_checked_from_the_one_stream(
@@ -950,7 +950,7 @@ def test_the_collection_stream_is_the_tar_then_the_listing_and_is_checked_from_t
     (tmp_path / "ws/job/results/model.bin").write_bytes(b"w" * 5000)
     stream = tmp_path / "stream"
     with open(stream, "wb") as out:
-        subprocess.run(pod_side.collect_command(str(tmp_path / "ws"), "job", True), stdout=out, check=True)
+        subprocess.run(pod_scripts.collect_command(str(tmp_path / "ws"), "job", True), stdout=out, check=True)
     tail = stream.read_bytes().rstrip(b"\n").rsplit(b"\0", 1)[1]
     assert tail.startswith(b"entries 3\nsha256\n")
     manifest = archive.check_results(str(stream), str(tmp_path / "tree"))
@@ -969,11 +969,11 @@ def test_an_image_without_tar_stops_the_one_delivery_exec_at_once_and_is_named(
 
 
 def test_the_scripts_get_every_value_as_a_positional_parameter() -> None:
-    assert pod_side.collect_command("/ws/", "job 1", False) == (
-        "sh", "-c", pod_side.COLLECT_SCRIPT, "kubectl-launcher", "/ws", "job 1", "0"
+    assert pod_scripts.collect_command("/ws/", "job 1", False) == (
+        "sh", "-c", pod_scripts.COLLECT_SCRIPT, "kubectl-launcher", "/ws", "job 1", "0"
     )  # fmt: skip
-    deliver = pod_side.deliver_command("/ws", "7", "/ws/.kubectl-launcher-in-2", 9, 100, False, ("local", "job 1"))
-    assert deliver[:4] == ("sh", "-c", pod_side.DELIVER_SCRIPT, "kubectl-launcher")
+    deliver = pod_scripts.deliver_command("/ws", "7", "/ws/.kubectl-launcher-in-2", 9, 100, False, ("local", "job 1"))
+    assert deliver[:4] == ("sh", "-c", pod_scripts.DELIVER_SCRIPT, "kubectl-launcher")
     assert deliver[4:] == (
         "/ws",
         pod_side.CONTROL_PATH,
@@ -985,5 +985,5 @@ def test_the_scripts_get_every_value_as_a_positional_parameter() -> None:
         "local",
         "job 1",
     )
-    for script in (pod_side.COLLECT_SCRIPT, pod_side.DELIVER_SCRIPT):
+    for script in (pod_scripts.COLLECT_SCRIPT, pod_scripts.DELIVER_SCRIPT):
         assert "job 1" not in script and "/ws" not in script
