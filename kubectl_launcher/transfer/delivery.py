@@ -122,7 +122,8 @@ def _deliver_once(
             raise
         with open(listing_path, "rb") as f:
             words = script_words(f.read(4096)) or "the workspace arrived damaged"
-        raise TransferError(f"pod {pod.name}: {words} [{e}]") from e  # step.py redoes it
+        # step.py redoes it; the journal holds the command, the message only what the pod said
+        raise TransferError(f"pod {pod.name}: {words} (exit code {e.returncode})") from e
     finally:
         renewer.stop()  # the init container ends once placed: a renewal then would only fail
     with open(listing_path, "rb") as f:
@@ -148,7 +149,7 @@ def write_bundle(staging: str, manifest: archive.TreeManifest, path: str) -> Non
     """
     sums: list[str] = []
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
-        for rel in sorted(manifest.entries):
+        for rel in sorted(manifest.entries, key=lambda r: (r != ".", r)):  # the root first, parents before children
             entry = manifest.entries[rel]
             name = BUNDLE_TREE if rel == "." else f"{BUNDLE_TREE}/{rel}"
             source = staging if rel == "." else os.path.join(staging, rel)
