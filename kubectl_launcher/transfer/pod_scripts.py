@@ -66,7 +66,7 @@ fi
 rm -rf "$ws"/.kubectl-launcher-in-* && printf '%s\\n' "$token" > "$ctl/lease" || exit 3
 damaged() {
   cd / && rm -rf "$stage"
-  said="kubectl-launcher: the workspace arrived damaged: $1; nothing was placed"
+  said="kubectl-launcher: the workspace arrived damaged, nothing was placed: $1"
   echo "$said" && echo "$said" >&2
   exit 6
 }
@@ -79,7 +79,7 @@ b=$(find . -type f -exec cat {} + | wc -c) || exit 4
 [ "$b" -eq "$bytes" ] || damaged "$b bytes of files arrived, $bytes were sent"
 if [ "$check" = sha256 ] && command -v sha256sum >/dev/null 2>&1; then
   if ! sha256sum -c "$stage/sha256" > "$stage/checked" 2>&1; then
-    damaged "sha256 differs: $(grep -v ': OK$' "$stage/checked" | head -n 3)"
+    damaged "sha256 differs: $(grep -v ': OK$' "$stage/checked" | head -n 3 | tr '\\n' ' ')"
   fi
   echo 'sha256 verified'
 fi

@@ -77,7 +77,7 @@ def test_a_delivery_damaged_on_the_way_is_refused_in_the_pod_and_redone_whole(
     assert runner.damaged == 1 and run.transfer.delivered and run.transfer.collected
     assert _purposes(journal).count("deliver") == 2
     warning = next(r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage())
-    assert "arrived damaged: sha256 differs" in warning and "meta.json" in warning and "nothing was placed" in warning
+    assert "arrived damaged, nothing was placed: sha256 differs" in warning and "meta.json: FAILED" in warning
     assert _container(run.pod(), "main")["terminated"]["exitCode"] == 0
 
 

@@ -857,7 +857,7 @@ def test_a_stream_damaged_on_the_way_is_refused_in_the_pod_places_nothing_and_th
     assert seen_before[1] == ["lease"]  # the first attempt placed nothing and left no staging folder
     assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
     warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert "arrived damaged" in warning and "sha256 differs" in warning and "meta.json" in warning
+    assert "arrived damaged, nothing was placed: sha256 differs" in warning and "meta.json: FAILED" in warning
 
 
 def test_an_image_without_sha256sum_gets_its_workspace_checked_by_entries_and_bytes(
