@@ -40,7 +40,8 @@ from outside it; it looks every lease interval or every 10 s, whichever is short
 ``keep_timeout``.
 
 The launcher's side, which runs these scripts through the pod (objects/job_pod.py), is the rest of
-this package: delivery.py, collection.py and lease.py, driven by workspace.py.
+this package: delivery.py, collection.py and lease.py, driven by workspace.py; the delivery's and the
+collection's own scripts are in pod_scripts.py.
 """
 
 from __future__ import annotations
@@ -64,10 +65,7 @@ __all__ = [
     "LEASE_PATH",
     "LEASE_SCRIPT",
     "LEASE_VOLUME",
-    "LIST_SCRIPT",
     "LOCAL_EXCLUDES",
-    "PLACE_SCRIPT",
-    "PREPARE_SCRIPT",
     "PROBE_SCRIPT",
     "RELEASE_SCRIPT",
     "STAGE_PREFIX",
@@ -82,7 +80,6 @@ __all__ = [
     "recovery_script",
     "script_command",
     "stage_path",
-    "tar_out_command",
     "tool_missing_failure",
 ]
 
@@ -117,7 +114,7 @@ WAIT_SCRIPT = """\
 trap 'exit 143' TERM INT
 ctl=$1 per=$2 marker=$3 bound=$4 code=$5 notes=$6
 if ! command -v tar >/dev/null 2>&1; then
-  echo "kubectl-launcher: this image has no tar; kubectl cp needs it in the container" >&2
+  echo "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container" >&2
   exit 127
 fi
 tick=1
@@ -155,38 +152,6 @@ INIT_LOOKS_PER_SECOND = 5
 #: The keeper lives as long as the job; nothing waits for it to notice the release (the launcher
 #: reports the outcome at the release), so one look a second: 5 would cost ~0.5 % of a core per pod.
 KEEPER_LOOKS_PER_SECOND = 1
-
-#: $1 folder, $2 "1" for checksums. Prints "entries N", then "sha256" and sha256sum lines, or "bytes N".
-LIST_SCRIPT = """\
-cd "$1" || exit 3
-n=$(find . -exec printf '%.0sx' {} + | wc -c) || exit 4
-printf 'entries %s\\n' $n
-if [ "$2" = 1 ] && command -v sha256sum >/dev/null 2>&1; then
-  echo sha256
-  find . -type f -exec sha256sum {} + || exit 5
-else
-  printf 'bytes %s\\n' $(find . -type f -exec cat {} + | wc -c)
-fi
-"""
-
-#: $1 workspace, $2 control dir, $3 lease token: forget earlier attempts' staging folders.
-PREPARE_SCRIPT = """\
-rm -rf "$1"/.kubectl-launcher-in-* && printf '%s\\n' "$3" > "$2/lease"
-"""
-
-#: $1 workspace, $2 staging folder, $3 control dir, then the names to move into place.
-PLACE_SCRIPT = """\
-ws=$1 stage=$2 ctl=$3
-shift 3
-[ -e "$ctl/delivered" ] && exit 0
-cd "$ws" || exit 3
-for name do
-  if [ -e "$stage/$name" ]; then
-    rm -rf "./$name" && mv "$stage/$name" "./$name" || exit 4
-  fi
-done
-rm -rf "$stage" && : > "$ctl/delivered"
-"""
 
 #: $1 control dir, $2 token.
 LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
@@ -396,7 +361,7 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
     text = f"{error.stderr} {error}".lower()
     if error.returncode in (126, 127) or "executable file not found" in text:
         return TransferError(
-            f"image {image!r} has no tar (or sh): kubectl cp and the workspace transfer run them in "
+            f"image {image!r} has no tar (or sh): the workspace transfer runs them in "
             f"the container; set workspace_transfer.image to an image that has them [{error}]"
         )
     return None
@@ -408,11 +373,6 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
 def script_command(script: str, *args: str) -> tuple[str, ...]:
     """Run one of the scripts above; ``args`` become its $1, $2, ..."""
     return ("sh", "-c", script, "kubectl-launcher", *args)
-
-
-def tar_out_command(folder: str) -> tuple[str, ...]:
-    """``folder`` as a tar stream on stdout (run in the keeper)."""
-    return ("tar", "cf", "-", "-C", folder, ".")
 
 
 def stage_path(mount_path: str, attempt: int) -> str:
