@@ -294,7 +294,9 @@ class _Launch:
             pod_exists = self.secrets.check_before_apply()
             handle = K8sJobHandle(
                 plan.job_id,
-                self.kubectl,
+                # A pod of this name is another launch's: the handle of this failed one must not own it
+                # (NVFlare may terminate() it, which deletes the pod and its credential Secret).
+                None if pod_exists is not None else self.kubectl,
                 dict(plan.job_config),
                 namespace=self.pod.namespace,
                 timeout=launcher.timeout,
