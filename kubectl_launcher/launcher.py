@@ -276,6 +276,17 @@ class _Launch:
         self.plan = plan
         self.logger = launcher.logger
         self.kubectl = site_kubectl.for_job(Journal(plan.job_dir, "journal"))
+        # Public first: a credential that equals the job id (NVFlare's server job token) is then no secret.
+        self.kubectl.declare_public(
+            plan.raw_job_id,
+            plan.job_id,
+            plan.pod_name,
+            plan.site_name,
+            self.kubectl.namespace,
+            plan.credential_secret_name,
+            plan.startup_secret_name,
+            *plan.labels.values(),
+        )
         for value in plan.credential_env.values():
             self.kubectl.redact(value)
         self.pod = JobPod(self.kubectl, plan.pod_name, logger=self.logger)
