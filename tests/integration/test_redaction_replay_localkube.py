@@ -8,18 +8,16 @@ import json
 import sys
 import textwrap
 import uuid
-from argparse import Namespace
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from nvflare.apis.fl_constant import FLContextKey, ReservedKey
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.job_launcher_spec import JobProcessArgs, JobReturnCode
 from nvflare.apis.workspace import Workspace
 
-from kubectl_launcher import ServerK8sJobLauncher
-from kubectl_launcher import cli
+from kubectl_launcher import ServerK8sJobLauncher, cli
+from kubectl_launcher.cli.site import fl_context, job_process_args
 from kubectl_launcher.domain.names import job_pod_name, uuid4_to_rfc1123
 from kubectl_launcher.errors import KubectlError
 from kubectl_launcher.kubectl.redact import REDACTED
@@ -62,28 +60,19 @@ def server_job(root: Path) -> tuple[str, str, FLContext]:
     custom = root / job_id / f"app_{SERVER}" / "custom"
     custom.mkdir(parents=True)
     (custom / f"{module}.py").write_text(SERVER_MODULE)
-    job_args = {
-        JobProcessArgs.JOB_ID: ("-n", job_id),
-        JobProcessArgs.EXE_MODULE: ("-m", module),
-        JobProcessArgs.WORKSPACE: ("-m", str(root)),
-        JobProcessArgs.STARTUP_CONFIG_FILE: ("-s", "fed_server.json"),
-        JobProcessArgs.APP_ROOT: ("-r", str(root / job_id / f"app_{SERVER}")),
-        JobProcessArgs.AUTH_TOKEN: ("-t", job_id),  # server_engine.py: "use the run_number as the auth token"
-        JobProcessArgs.TOKEN_SIGNATURE: ("-ts", SERVER_SIGNATURE),
-        JobProcessArgs.PARENT_URL: ("-p", "tcp://localhost:1"),
-        JobProcessArgs.ROOT_URL: ("-u", "grpc://server:8002"),
-        JobProcessArgs.SERVICE_HOST: ("--host", "server"),
-        JobProcessArgs.SERVICE_PORT: ("--port", "8002"),
-        JobProcessArgs.SSID: ("--ssid", SERVER_SSID),
-    }
-    ctx = FLContext()
-    ctx.set_prop(ReservedKey.IDENTITY_NAME, SERVER, private=False, sticky=False)
-    for key, value in {
-        FLContextKey.WORKSPACE_OBJECT: Workspace(str(root), SERVER),
-        FLContextKey.ARGS: Namespace(workspace=str(root), set=["secure_train=true"]),
-        FLContextKey.JOB_PROCESS_ARGS: job_args,
-    }.items():
-        ctx.set_prop(key, value, private=True, sticky=False)
+    workspace = Workspace(str(root), SERVER)
+    job_args = job_process_args(
+        server=True, site=SERVER, job_id=job_id, workspace=workspace, root=str(root), exe_module=module
+    )
+    job_args.update(
+        {
+            JobProcessArgs.AUTH_TOKEN: ("-t", job_id),  # server_engine.py: "use the run_number as the auth token"
+            JobProcessArgs.TOKEN_SIGNATURE: ("-ts", SERVER_SIGNATURE),
+            JobProcessArgs.SSID: ("--ssid", SERVER_SSID),
+            JobProcessArgs.PARENT_URL: ("-p", "tcp://localhost:1"),
+        }
+    )
+    ctx = fl_context(SERVER, workspace, str(root), job_args, ["secure_train=true"])
     return job_id, module, ctx
 
 
