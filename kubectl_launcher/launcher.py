@@ -316,6 +316,7 @@ class _Launch:
                 workspace_transfer=launcher.make_workspace_transfer(plan),
                 pod_name=plan.pod_name,
                 credential_secret_name=plan.credential_secret_name,
+                retire_credentials=True,
                 poll_interval=launcher.poll_interval,
             )
             if pod_exists is not None:
