@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.domain.nvflare_args import module_args
 from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, normalize_pending_timeout, plan_launch
 from kubectl_launcher.domain.pod_status import JobState, ReturnCode
+from kubectl_launcher.domain.takeover import FOLLOW, RUNNING_ORPHAN_CHOICES
 from kubectl_launcher.errors import ConfigError
 from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
@@ -40,12 +42,16 @@ from kubectl_launcher.objects.launch_secrets import (
     LaunchSecrets,
     startup_kit_files,
 )
+from kubectl_launcher.takeover import TakeOver
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 
 __all__ = ["ClientK8sJobLauncher", "K8sJobLauncher", "ServerK8sJobLauncher"]
 
 WORKSPACE_MOUNT_PATH = "/var/tmp/nvflare/workspace"
+#: (namespace, pod name) -> the live handle that follows it, for every launcher of this process: a
+#: take-over leaves these alone (another process's handles it cannot see; docs/site-setup.md).
+_LIVE: weakref.WeakValueDictionary[tuple[str, str], K8sJobHandle] = weakref.WeakValueDictionary()
 DEFAULT_EPHEMERAL_STORAGE = "1Gi"
 
 
@@ -81,6 +87,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         working_dir: str | None = None,
         workspace_transfer: bool | Mapping[str, Any] | None = True,
         poll_interval: float = POLL_INTERVAL,
+        running_orphans: str = FOLLOW,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
         streamer: Callable[..., Any] | None = None,
@@ -132,6 +139,11 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        # What the take-over does with a pod of this site still running without its launcher (takeover.py).
+        if running_orphans not in RUNNING_ORPHAN_CHOICES:
+            raise ConfigError(f"running_orphans must be one of {list(RUNNING_ORPHAN_CHOICES)}, got {running_orphans!r}")
+        self.running_orphans = running_orphans
+        self.take_over: TakeOver | None = None  # the first use's take-over of what an earlier launcher left
         # Test seams: what starts kubectl (and the site's pod watch), and how the retry backoff waits.
         self._runner, self._streamer = runner, streamer
         self._sleep = sleep
@@ -145,6 +157,14 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
     def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
         if event_type == EventType.BEFORE_JOB_LAUNCH:
             add_launcher(self, fl_ctx)
+        elif event_type == EventType.SYSTEM_START:
+            args = fl_ctx.get_prop(FLContextKey.ARGS)
+            workspace = getattr(args, "workspace", None)
+            if workspace:
+                try:
+                    self.take_over_orphans(workspace, fl_ctx.get_identity_name())
+                except Exception as e:  # the site starts even when the cluster cannot be reached now
+                    self.logger.warning(f"take-over at start failed: {e}; it is tried again at the first launch")
 
     def get_module_args(self, job_id: str, fl_ctx: FLContext) -> dict[str, Any]:
         """``{flag: value}`` the job module gets (subclasses pick the names, as upstream)."""
@@ -153,7 +173,58 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
     def launch_job(self, job_meta: dict[str, Any], fl_ctx: FLContext) -> K8sJobHandle:
         plan = self.plan(job_meta, fl_ctx)
         kubectl = self._site_kubectl(plan.workspace_root)
+        self.take_over_orphans(plan.workspace_root, plan.site_name)
         return _Launch(self, plan, kubectl).run()
+
+    # ---- the take-over (takeover.py) ------------------------------------------------------------------
+
+    def take_over_orphans(self, workspace_root: str, site_name: str) -> TakeOver:
+        """On first use: adopt the pods of this site that an earlier launcher left (once per launcher)."""
+        kubectl = self._site_kubectl(workspace_root)
+        with self._lock:
+            if self.take_over is None:
+                self.take_over = TakeOver(
+                    kubectl,
+                    workspace_root,
+                    site_name,
+                    self,
+                    followed=[name for (namespace, name) in list(_LIVE) if namespace == kubectl.namespace],
+                    running_orphans=self.running_orphans,
+                    logger=self.logger,
+                ).start()
+            return self.take_over
+
+    def job_handle(
+        self,
+        job_id: str,
+        kubectl: Kubectl | None,
+        job_config: Mapping[str, Any],
+        *,
+        pending_timeout: float | None,
+        python_path: str,
+        workspace_transfer: WorkspaceTransfer | None,
+        pod_name: str,
+        credential_secret_name: str,
+    ) -> K8sJobHandle:
+        """The handle of one job pod with this launcher's settings (a launch's, and a take-over's); one with
+        kubectl is the pod's live handle in this process, which no take-over adopts."""
+        handle = K8sJobHandle(
+            job_id,
+            kubectl,
+            dict(job_config),
+            namespace=kubectl.namespace if kubectl is not None else self.namespace,
+            timeout=self.timeout,
+            pending_timeout=pending_timeout,
+            python_path=python_path,
+            workspace_transfer=workspace_transfer,
+            pod_name=pod_name,
+            credential_secret_name=credential_secret_name,
+            retire_credentials=True,
+            poll_interval=self.poll_interval,
+        )
+        if kubectl is not None:
+            _LIVE[(kubectl.namespace, pod_name)] = handle
+        return handle
 
     # ---- planning (no side effects beyond reading site files) -------------------------------------
 
@@ -207,11 +278,15 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
 
     def make_workspace_transfer(self, plan: LaunchPlan) -> WorkspaceTransfer | None:
         """The per-job workspace transfer (Contract 7), or None when the pod gets no workspace."""
+        return self.workspace_transfer_for(plan.workspace_root, plan.raw_job_id)
+
+    def workspace_transfer_for(self, workspace_root: str, raw_job_id: str) -> WorkspaceTransfer | None:
+        """The workspace transfer of NVFlare job `raw_job_id` at the site whose workspace is `workspace_root`."""
         if self.transfer_settings is None:
             return None
         return WorkspaceTransfer(
-            plan.workspace_root,
-            plan.raw_job_id,
+            workspace_root,
+            raw_job_id,
             self.workspace_mount_path,
             self.transfer_settings,
             exclude=(self.study_data_pvc_file_path,) if self.study_data_pvc_file_path else (),
@@ -303,21 +378,17 @@ class _Launch:
             # One read of the pod and both Secrets: a foreign Secret or an existing pod stops the launch
             # here, before anything is created.
             pod_exists = self.secrets.check_before_apply()
-            handle = K8sJobHandle(
+            handle = launcher.job_handle(
                 plan.job_id,
                 # A pod of this name is another launch's: the handle of this failed one must not own it
                 # (NVFlare may terminate() it, which deletes the pod and its credential Secret).
                 None if pod_exists is not None else self.kubectl,
-                dict(plan.job_config),
-                namespace=self.pod.namespace,
-                timeout=launcher.timeout,
+                plan.job_config,
                 pending_timeout=plan.pending_timeout,
                 python_path=plan.python_path,
                 workspace_transfer=launcher.make_workspace_transfer(plan),
                 pod_name=plan.pod_name,
                 credential_secret_name=plan.credential_secret_name,
-                retire_credentials=True,
-                poll_interval=launcher.poll_interval,
             )
             if pod_exists is not None:
                 raise RuntimeError(pod_exists)
