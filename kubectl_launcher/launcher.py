@@ -14,16 +14,6 @@ from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_constant import FLContextKey
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.job_launcher_spec import JobLauncherSpec, add_launcher
-from nvflare.app_opt.job_launcher.study_data import (
-    load_study_data_file,
-    resolve_study_dataset_mounts,
-    should_mount_study_data,
-)
-from nvflare.app_opt.job_launcher.study_runtime import (
-    load_study_runtime_file,
-    resolve_study_runtime,
-    study_runtime_file_path,
-)
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
 from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
@@ -40,8 +30,8 @@ from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.objects.launch_secrets import (
     LaunchSecrets,
-    startup_kit_files,
 )
+from kubectl_launcher.site_sources import SiteSources
 from kubectl_launcher.takeover import TakeOver
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
@@ -245,7 +235,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             image_pull_secrets=self.image_pull_secrets,
             security_context=self.security_context,
         )
-        return plan_launch(job_meta, context, defaults, _SiteSources(self, fl_ctx))
+        return plan_launch(job_meta, context, defaults, SiteSources(self, fl_ctx))
 
     # ---- kubectl ---------------------------------------------------------------------------------
 
@@ -292,53 +282,6 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             exclude=(self.study_data_pvc_file_path,) if self.study_data_pvc_file_path else (),
             logger=self.logger,
         )
-
-
-class _SiteSources:
-    """What a plan reads from the site (plan.PlanSources): study files, the startup kit, the subclass's args."""
-
-    def __init__(self, launcher: K8sJobLauncher, fl_ctx: FLContext) -> None:
-        self.launcher = launcher
-        self.fl_ctx = fl_ctx
-
-    def study_runtime(self, workspace_root: str, study: Any) -> Any:
-        """nvflare 2.9's local/study_runtime.yaml entry for the study, or None without that file."""
-        runtime_file = study_runtime_file_path(workspace_root)
-        if not os.path.exists(runtime_file):
-            return None
-        legacy = {os.path.join(workspace_root, "local", "study_data.yaml")}
-        if self.launcher.study_data_pvc_file_path:
-            legacy.add(self.launcher.study_data_pvc_file_path)
-        present = sorted(p for p in legacy if os.path.exists(p))
-        if present:
-            raise RuntimeError(
-                f"study runtime file '{runtime_file}' cannot be combined with the legacy study data "
-                f"file(s) {present}; migrate all studies to study_runtime.yaml and delete the v1 file."
-            )
-        runtime_map = load_study_runtime_file(runtime_file, launcher_mode="k8s", logger=self.launcher.logger)
-        runtime = resolve_study_runtime(runtime_map, study, runtime_file, logger=self.launcher.logger)
-        if runtime.pod_template is not None:
-            raise RuntimeError(
-                f"study '{study}' in '{runtime_file}' sets a pod_template; kubectl-launcher does not support "
-                "study pod templates yet (container.image, datasets, env, secret_env and secret_mounts work)"
-            )
-        return runtime
-
-    def study_data_mounts(self, study: Any) -> list[Any]:
-        launcher = self.launcher
-        path, logger = launcher.study_data_pvc_file_path, launcher.logger
-        if not (should_mount_study_data(study) and path):
-            return []
-        # Read once per launcher, as upstream: the file is the site's, not the job's.
-        if launcher.study_data_pvc_dict is None:
-            launcher.study_data_pvc_dict = load_study_data_file(path, logger=logger)
-        return list(resolve_study_dataset_mounts(launcher.study_data_pvc_dict, study, path, logger=logger))
-
-    def module_args(self, job_id: str) -> dict[str, Any]:
-        return self.launcher.get_module_args(job_id, self.fl_ctx)
-
-    def startup_files(self, startup_dir: str) -> Mapping[str, str]:
-        return startup_kit_files(startup_dir)
 
 
 class _Launch:
