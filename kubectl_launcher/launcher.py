@@ -148,13 +148,11 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         if event_type == EventType.BEFORE_JOB_LAUNCH:
             add_launcher(self, fl_ctx)
         elif event_type == EventType.SYSTEM_START:
-            args = fl_ctx.get_prop(FLContextKey.ARGS)
-            workspace = getattr(args, "workspace", None)
+            workspace = getattr(fl_ctx.get_prop(FLContextKey.ARGS), "workspace", None)
             if workspace:
-                try:
-                    self.take_over_orphans(workspace, fl_ctx.get_identity_name())
-                except Exception as e:  # the site starts even when the cluster cannot be reached now
-                    self.logger.warning(f"take-over at start failed: {e}; it is tried again at the first launch")
+                # Off the event's thread: the parent accepts its clients only once its start events return.
+                site = fl_ctx.get_identity_name()
+                threading.Thread(target=self._take_over_at_start, args=(workspace, site), daemon=True).start()
 
     def get_module_args(self, job_id: str, fl_ctx: FLContext) -> dict[str, Any]:
         """``{flag: value}`` the job module gets (subclasses pick the names, as upstream)."""
@@ -167,6 +165,12 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         return _Launch(self, plan, kubectl).run()
 
     # ---- the take-over (takeover.py) ------------------------------------------------------------------
+
+    def _take_over_at_start(self, workspace_root: str, site_name: str) -> None:
+        try:
+            self.take_over_orphans(workspace_root, site_name)
+        except Exception as e:  # the site runs even when the cluster cannot be reached now
+            self.logger.warning(f"take-over at start failed: {e}; it is tried again at the first launch")
 
     def take_over_orphans(self, workspace_root: str, site_name: str) -> TakeOver:
         """On first use: adopt the pods of this site that an earlier launcher left (once per launcher)."""
