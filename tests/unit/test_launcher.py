@@ -107,6 +107,9 @@ class FakeCluster(ScriptedRunner):
         if args[:2] == ("get", "--raw"):  # the site's pod watch: its list (the watch is stream())
             items = list(self.pods.values())
             return 0, json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}), ""
+        if args[:3] == ("get", "pods", "--selector"):  # the take-over's listing of the site's pods
+            items = list(self.pods.values())
+            return 0, json.dumps({"kind": "PodList", "items": items}), ""
         if verb == "get" and "/" in args[1]:  # metadata of several objects, one line each
             lines = []
             for ref in args[1 : args.index("--ignore-not-found")]:
@@ -175,7 +178,7 @@ class FakeCluster(ScriptedRunner):
         """Each command as `verb kind-or-flag` for sequence assertions, setup commands left out."""
         shown = []
         for args in self.calls:
-            if args[0] in ("version", "config"):
+            if args[0] in ("version", "config") or args[:3] == ("get", "pods", "--selector"):  # setup, take-over
                 continue
             if args[:2] == ("get", "--raw"):
                 shown.append(WATCH_LIST)
@@ -376,7 +379,8 @@ def test_journals_record_every_command_and_the_rebuild_line_of_the_startup_secre
     site_lines = (site / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
     assert len(job_lines) == 3  # the launch; the handle reads through the site's pod watch
     site_entries = [json.loads(line) for line in site_lines]
-    assert len([e for e in site_entries if e["purpose"] != "watch"]) == 3 + 2  # plus the setup check
+    # plus the setup check and the take-over's listing of the site's pods
+    assert len([e for e in site_entries if e["purpose"] != "watch"]) == 3 + 2 + 1
     assert next(e["argv"][-2] for e in site_entries if e["purpose"] == "watch") == "--raw"  # the watch's list
     setup = site_entries[:2]
     assert [e["purpose"] for e in setup] == ["setup", "setup"]
