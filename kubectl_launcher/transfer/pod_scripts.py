@@ -50,20 +50,20 @@ DAMAGED_EXIT = 6
 SYMLINK_EXIT = 8
 
 #: One exec -i delivers the workspace: a tar on stdin holding ``tree/`` and, when checked, ``sha256``.
-#: $1 workspace, $2 control dir, $3 lease token, $4 fresh staging folder, $5 entries sent, $6 bytes sent,
+#: $1 workspace, $2 control dir, $3 lease word (no variable is named "token": the journal masks "token=" text), $4 fresh staging folder, $5 entries sent, $6 bytes sent,
 #: $7 "sha256" to check the sums member (when the image has sha256sum), anything else: the byte total
 #: only; then the names to move into place. Forgets earlier attempts' staging folders, writes the lease,
 #: extracts, verifies (nothing placed on a mismatch: exit 6), prints "entries N" and "bytes N" (and
 #: "sha256 verified"), places and writes ``delivered``. Prints "delivered before" when it was, already.
 DELIVER_SCRIPT = """\
-ws=$1 ctl=$2 token=$3 stage=$4 entries=$5 bytes=$6 check=$7
+ws=$1 ctl=$2 word=$3 stage=$4 entries=$5 bytes=$6 check=$7
 shift 7
 if [ -e "$ctl/delivered" ]; then echo 'delivered before'; exit 0; fi
 if ! command -v tar >/dev/null 2>&1; then
   echo "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container" >&2
   exit 127
 fi
-rm -rf "$ws"/.kubectl-launcher-in-* && printf '%s\\n' "$token" > "$ctl/lease" || exit 3
+rm -rf "$ws"/.kubectl-launcher-in-* && printf '%s\\n' "$word" > "$ctl/lease" || exit 3
 damaged() {
   cd / && rm -rf "$stage"
   said="kubectl-launcher: the workspace arrived damaged, nothing was placed: $1"

@@ -17,6 +17,7 @@ from kubectl_launcher.errors import KubectlError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.kubectl.redact import Redactor
+from kubectl_launcher.transfer import pod_scripts, pod_side
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.unit.test_launcher import JOB, SIGNATURE, TOKEN, FakeCluster, job_meta, make_ctx, make_launcher
 from tests.unit.test_launcher import site as site
@@ -85,3 +86,17 @@ def test_declaring_an_identifier_public_drops_a_secret_registered_before_it() ->
     redactor.add("job-0123456789")
     redactor.declare_public("job-0123456789-site-1-f505dccd")
     assert redactor.text("job-0123456789") == "job-0123456789"
+
+
+@pytest.mark.parametrize(
+    "name, script",
+    [
+        (name, value)
+        for module in (pod_side, pod_scripts)
+        for name, value in vars(module).items()
+        if name.endswith("_SCRIPT") and isinstance(value, str)
+    ],
+)
+def test_the_pod_side_scripts_pass_the_journals_redaction_unchanged(name: str, script: str) -> None:
+    # Journaled as `sh -c SCRIPT ...`: a masked script line no longer runs when the journal is replayed.
+    assert Redactor().argv(["exec", "pod", "--", "sh", "-c", script]) == ["exec", "pod", "--", "sh", "-c", script]
