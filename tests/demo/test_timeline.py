@@ -48,6 +48,17 @@ def test_commands_of_another_job_are_left_out_and_each_kind_is_the_journalled_pu
     assert tl.marks["launch: first kubectl"] == timeline.iso_time("2026-11-25T16:05:19.000Z")
 
 
+def test_the_launch_starts_at_its_first_command_not_at_the_sites_setup_and_take_over() -> None:
+    tl = timeline.SiteTimeline("site-1")
+    entries = [
+        {"argv": [*GLOBALS, "version"], "purpose": "setup", "started_at": "2026-11-25T16:05:10.000Z"},
+        {"argv": [*GLOBALS, "get", "pods"], "purpose": "takeover", "started_at": "2026-11-25T16:05:11.000Z"},
+        {"argv": [*GLOBALS, "get", "pod", POD], "purpose": "secret", "started_at": "2026-11-25T16:05:20.000Z"},
+    ]
+    timeline.add_journal(tl, entries, "33c9d45b-23d3-4873-bcfe-24e8acb4f2fa")
+    assert tl.marks["launch: first kubectl"] == timeline.iso_time("2026-11-25T16:05:20.000Z")
+
+
 JOB_ID = "33c9d45b-23d3-4873-bcfe-24e8acb4f2fa"
 HANDLE = f"K8sJobHandle - INFO - job j{JOB_ID} pod {POD} (namespace default)"
 

@@ -77,8 +77,10 @@ def add_journal(tl: SiteTimeline, entries: Sequence[Mapping[str, Any]], job_id: 
         start = iso_time(str(entry.get("started_at")))
         tl.commands.append(Command(kind, start, float(entry.get("duration") or 0.0)))
     tl.commands.sort(key=lambda c: c.start)
-    if tl.commands:
-        tl.mark("launch: first kubectl", tl.commands[0].start)
+    # The site's set-up and take-over run once per launcher, at NVFlare's system start: not the launch's.
+    launch = [c for c in tl.commands if c.kind not in ("setup", "takeover")]
+    if launch:
+        tl.mark("launch: first kubectl", launch[0].start)
     for kind, first, last in (
         ("apply", "pod applied", None),
         ("deliver", "delivery: first command", "delivery: done"),
