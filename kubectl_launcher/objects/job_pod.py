@@ -318,40 +318,6 @@ class JobPod:
             purpose=purpose,
         )
 
-    def copy_in(
-        self,
-        local: str,
-        remote: str,
-        container: str,
-        *,
-        timeout: float | None = None,
-        total_timeout: float | None = None,
-        idempotent: bool = False,
-        purpose: str,
-    ) -> CommandResult:
-        """`kubectl cp` of a local path to `remote` in `container`."""
-        args = self.copy_in_args(local, remote, container)
-        return self.kubectl.run(
-            args, timeout=timeout, total_timeout=total_timeout, idempotent=idempotent, purpose=purpose
-        )
-
-    def copy_out(
-        self,
-        remote: str,
-        local: str,
-        container: str,
-        *,
-        timeout: float | None = None,
-        total_timeout: float | None = None,
-        idempotent: bool = False,
-        purpose: str,
-    ) -> CommandResult:
-        """`kubectl cp` of `remote` in `container` to a local path (it skips symlinks)."""
-        args = self.copy_out_args(remote, local, container)
-        return self.kubectl.run(
-            args, timeout=timeout, total_timeout=total_timeout, idempotent=idempotent, purpose=purpose
-        )
-
     # -- the commands, for messages --
 
     def delete_args(self, grace_period: int = 1) -> Argv:
@@ -362,9 +328,6 @@ class JobPod:
 
     def exec_args(self, container: str, command: Sequence[str], *, stdin: bool = False) -> Argv:
         return ("exec", self.name, "--container", container, *(("--stdin",) if stdin else ()), "--", *command)
-
-    def copy_in_args(self, local: str, remote: str, container: str) -> Argv:
-        return ("cp", "--container", container, local, f"{self.name}:{remote}")
 
     def copy_out_args(self, remote: str, local: str, container: str) -> Argv:
         return ("cp", "--container", container, f"{self.name}:{remote}", local)

@@ -50,7 +50,8 @@ DAMAGED_EXIT = 6
 SYMLINK_EXIT = 8
 
 #: One exec -i delivers the workspace: a tar on stdin holding ``tree/`` and, when checked, ``sha256``.
-#: $1 workspace, $2 control dir, $3 lease word (no variable is named "token": the journal masks "token=" text), $4 fresh staging folder, $5 entries sent, $6 bytes sent,
+#: (No variable is named "token": the journal masks "token=..." text, and a masked script does not replay.)
+#: $1 workspace, $2 control dir, $3 lease word, $4 fresh staging folder, $5 entries sent, $6 bytes sent,
 #: $7 "sha256" to check the sums member (when the image has sha256sum), anything else: the byte total
 #: only; then the names to move into place. Forgets earlier attempts' staging folders, writes the lease,
 #: extracts, verifies (nothing placed on a mismatch: exit 6), prints "entries N" and "bytes N" (and

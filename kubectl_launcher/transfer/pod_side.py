@@ -179,7 +179,7 @@ class TransferSettings:
     attempts: int = 3  # a delivery or a collection is done whole at most this many times...
     retry_delay: float = 5.0  # ...with retry_delay x attempt seconds between two...
     transfer_timeout: float = 7200.0  # ...and all of them, pauses included, within this many seconds
-    command_timeout: float = 3600.0  # one kubectl cp / tar (shortened to what is left of transfer_timeout)
+    command_timeout: float = 3600.0  # one delivery or collection exec (shortened to what is left of transfer_timeout)
     verify_checksums: bool = True
     progress_interval: float = 5.0
 
@@ -347,7 +347,7 @@ def init_container_failure(terminated: Mapping[str, Any], image: str) -> Transfe
     if code == 127 or any(t in message.lower() for t in _TOOL_MISSING):
         return TransferError(
             f"image {image!r} cannot run the workspace transfer: it needs sh and tar "
-            f"(kubectl cp runs tar in the container); set workspace_transfer.image to an image that has them "
+            f"(the workspace transfer runs tar in the container); set workspace_transfer.image to an image that has them "
             f"[init container exit code {code}: {message.strip()[:300]}]"
         )
     return TransferError(

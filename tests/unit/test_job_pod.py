@@ -131,14 +131,10 @@ def test_apply_returns_the_pod_and_points_a_validation_failure_at_the_setting(tm
         pod.apply(manifest)
 
 
-def test_exec_and_copies_run_in_the_named_container_with_their_purpose(tmp_path: Path) -> None:
+def test_exec_runs_in_the_named_container_and_a_copy_is_described_for_a_human(tmp_path: Path) -> None:
     runner, pod = rig()
     runner.expect(("exec", POD, "--container", "keeper", "--", "tar", "cf", "-", "."), "tar")
-    runner.expect(("cp", "--container", "init", "/local/bundle", f"{POD}:/ws/stage-1"))
-    runner.expect(("cp", "--container", "keeper", f"{POD}:/ws/job", "/local/results"))
     pod.exec("keeper", ("tar", "cf", "-", "."), purpose=purpose.COLLECT, timeout=5)
-    pod.copy_in("/local/bundle", "/ws/stage-1", "init", purpose=purpose.DELIVER)
-    pod.copy_out("/ws/job", "/local/results", "keeper", purpose=purpose.COLLECT)
     assert runner.received[0].timeout == 5
     assert pod.exec_args("init", ("cat",), stdin=True) == ("exec", POD, "--container", "init", "--stdin", "--", "cat")
     described = pod.describe(pod.copy_out_args("/ws/job", "/r", "keeper"))
