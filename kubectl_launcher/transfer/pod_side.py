@@ -346,8 +346,8 @@ def init_container_failure(terminated: Mapping[str, Any], image: str) -> Transfe
     message = str(terminated.get("message") or terminated.get("reason") or "")
     if code == 127 or any(t in message.lower() for t in _TOOL_MISSING):
         return TransferError(
-            f"image {image!r} cannot run the workspace transfer: it needs sh and tar "
-            f"(the workspace transfer runs tar in the container); set workspace_transfer.image to an image that has them "
+            f"image {image!r} cannot run the workspace transfer: it needs sh and tar in the container; "
+            f"set workspace_transfer.image to an image that has them "
             f"[init container exit code {code}: {message.strip()[:300]}]"
         )
     return TransferError(
