@@ -82,6 +82,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         pod_name: str | None = None,
         *,
         credential_secret_name: str | None = None,
+        retire_credentials: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = POLL_INTERVAL,
@@ -99,6 +100,9 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self.workspace_transfer = workspace_transfer
         self.pod_name = pod_name if pod_name is not None else job_id
         self.credential_secret_name = credential_secret_name
+        # Delete the credential Secret as soon as the job container has started (the launcher's choice;
+        # a handle built as upstream's keeps it until the job ends).
+        self._retire_credentials = retire_credentials
         self.logger = logging.getLogger(self.__class__.__name__)
         self._clock, self._sleep = clock, sleep
         self._namespace = namespace  # for messages only when there is no JobPod
@@ -223,6 +227,8 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                     self.end(verdict.state, verdict.return_code)
             if verdict.ended:
                 self._clean_up(delete_pod=verdict.delete_pod)
+            elif self._retire_credentials:
+                pod.retire_credentials(read, self.container_name, self.credential_secret_name)
             return _Seen(verdict.state, verdict.ended, now)
 
     def _pause(self, now: float) -> None:

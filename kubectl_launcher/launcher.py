@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -13,16 +14,6 @@ from nvflare.apis.event_type import EventType
 from nvflare.apis.fl_constant import FLContextKey
 from nvflare.apis.fl_context import FLContext
 from nvflare.apis.job_launcher_spec import JobLauncherSpec, add_launcher
-from nvflare.app_opt.job_launcher.study_data import (
-    load_study_data_file,
-    resolve_study_dataset_mounts,
-    should_mount_study_data,
-)
-from nvflare.app_opt.job_launcher.study_runtime import (
-    load_study_runtime_file,
-    resolve_study_runtime,
-    study_runtime_file_path,
-)
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
 from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
@@ -31,6 +22,7 @@ from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.domain.nvflare_args import module_args
 from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, normalize_pending_timeout, plan_launch
 from kubectl_launcher.domain.pod_status import JobState, ReturnCode
+from kubectl_launcher.domain.takeover import FOLLOW, RUNNING_ORPHAN_CHOICES
 from kubectl_launcher.errors import ConfigError
 from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
@@ -38,14 +30,18 @@ from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.objects.launch_secrets import (
     LaunchSecrets,
-    startup_kit_files,
 )
+from kubectl_launcher.site_sources import SiteSources
+from kubectl_launcher.takeover import TakeOver
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 
 __all__ = ["ClientK8sJobLauncher", "K8sJobLauncher", "ServerK8sJobLauncher"]
 
 WORKSPACE_MOUNT_PATH = "/var/tmp/nvflare/workspace"
+#: (namespace, pod name) -> the live handle that follows it, for every launcher of this process: a
+#: take-over leaves these alone (another process's handles it cannot see; docs/site-setup.md).
+_LIVE: weakref.WeakValueDictionary[tuple[str, str], K8sJobHandle] = weakref.WeakValueDictionary()
 DEFAULT_EPHEMERAL_STORAGE = "1Gi"
 
 
@@ -82,6 +78,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         container_security_context: dict[str, Any] | None = None,
         workspace_transfer: bool | Mapping[str, Any] | None = True,
         poll_interval: float = POLL_INTERVAL,
+        running_orphans: str = FOLLOW,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
         streamer: Callable[..., Any] | None = None,
@@ -134,6 +131,11 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        # What the take-over does with a pod of this site still running without its launcher (takeover.py).
+        if running_orphans not in RUNNING_ORPHAN_CHOICES:
+            raise ConfigError(f"running_orphans must be one of {list(RUNNING_ORPHAN_CHOICES)}, got {running_orphans!r}")
+        self.running_orphans = running_orphans
+        self.take_over: TakeOver | None = None  # the first use's take-over of what an earlier launcher left
         # Test seams: what starts kubectl (and the site's pod watch), and how the retry backoff waits.
         self._runner, self._streamer = runner, streamer
         self._sleep = sleep
@@ -147,6 +149,12 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
     def handle_event(self, event_type: str, fl_ctx: FLContext) -> None:
         if event_type == EventType.BEFORE_JOB_LAUNCH:
             add_launcher(self, fl_ctx)
+        elif event_type == EventType.SYSTEM_START:
+            workspace = getattr(fl_ctx.get_prop(FLContextKey.ARGS), "workspace", None)
+            if workspace:
+                # Off the event's thread: the parent accepts its clients only once its start events return.
+                site = fl_ctx.get_identity_name()
+                threading.Thread(target=self._take_over_at_start, args=(workspace, site), daemon=True).start()
 
     def get_module_args(self, job_id: str, fl_ctx: FLContext) -> dict[str, Any]:
         """``{flag: value}`` the job module gets (subclasses pick the names, as upstream)."""
@@ -155,7 +163,64 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
     def launch_job(self, job_meta: dict[str, Any], fl_ctx: FLContext) -> K8sJobHandle:
         plan = self.plan(job_meta, fl_ctx)
         kubectl = self._site_kubectl(plan.workspace_root)
+        self.take_over_orphans(plan.workspace_root, plan.site_name)
         return _Launch(self, plan, kubectl).run()
+
+    # ---- the take-over (takeover.py) ------------------------------------------------------------------
+
+    def _take_over_at_start(self, workspace_root: str, site_name: str) -> None:
+        try:
+            self.take_over_orphans(workspace_root, site_name)
+        except Exception as e:  # the site runs even when the cluster cannot be reached now
+            self.logger.warning(f"take-over at start failed: {e}; it is tried again at the first launch")
+
+    def take_over_orphans(self, workspace_root: str, site_name: str) -> TakeOver:
+        """On first use: adopt the pods of this site that an earlier launcher left (once per launcher)."""
+        kubectl = self._site_kubectl(workspace_root)
+        with self._lock:
+            if self.take_over is None:
+                self.take_over = TakeOver(
+                    kubectl,
+                    workspace_root,
+                    site_name,
+                    self,
+                    followed=[name for (namespace, name) in list(_LIVE) if namespace == kubectl.namespace],
+                    running_orphans=self.running_orphans,
+                    logger=self.logger,
+                ).start()
+            return self.take_over
+
+    def job_handle(
+        self,
+        job_id: str,
+        kubectl: Kubectl | None,
+        job_config: Mapping[str, Any],
+        *,
+        pending_timeout: float | None,
+        python_path: str,
+        workspace_transfer: WorkspaceTransfer | None,
+        pod_name: str,
+        credential_secret_name: str,
+    ) -> K8sJobHandle:
+        """The handle of one job pod with this launcher's settings (a launch's, and a take-over's); one with
+        kubectl is the pod's live handle in this process, which no take-over adopts."""
+        handle = K8sJobHandle(
+            job_id,
+            kubectl,
+            dict(job_config),
+            namespace=kubectl.namespace if kubectl is not None else self.namespace,
+            timeout=self.timeout,
+            pending_timeout=pending_timeout,
+            python_path=python_path,
+            workspace_transfer=workspace_transfer,
+            pod_name=pod_name,
+            credential_secret_name=credential_secret_name,
+            retire_credentials=True,
+            poll_interval=self.poll_interval,
+        )
+        if kubectl is not None:
+            _LIVE[(kubectl.namespace, pod_name)] = handle
+        return handle
 
     # ---- planning (no side effects beyond reading site files) -------------------------------------
 
@@ -177,7 +242,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             security_context=self.security_context,
             container_security_context=self.container_security_context,
         )
-        return plan_launch(job_meta, context, defaults, _SiteSources(self, fl_ctx))
+        return plan_launch(job_meta, context, defaults, SiteSources(self, fl_ctx))
 
     # ---- kubectl ---------------------------------------------------------------------------------
 
@@ -210,63 +275,20 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
 
     def make_workspace_transfer(self, plan: LaunchPlan) -> WorkspaceTransfer | None:
         """The per-job workspace transfer (Contract 7), or None when the pod gets no workspace."""
+        return self.workspace_transfer_for(plan.workspace_root, plan.raw_job_id)
+
+    def workspace_transfer_for(self, workspace_root: str, raw_job_id: str) -> WorkspaceTransfer | None:
+        """The workspace transfer of NVFlare job `raw_job_id` at the site whose workspace is `workspace_root`."""
         if self.transfer_settings is None:
             return None
         return WorkspaceTransfer(
-            plan.workspace_root,
-            plan.raw_job_id,
+            workspace_root,
+            raw_job_id,
             self.workspace_mount_path,
             self.transfer_settings,
             exclude=(self.study_data_pvc_file_path,) if self.study_data_pvc_file_path else (),
             logger=self.logger,
         )
-
-
-class _SiteSources:
-    """What a plan reads from the site (plan.PlanSources): study files, the startup kit, the subclass's args."""
-
-    def __init__(self, launcher: K8sJobLauncher, fl_ctx: FLContext) -> None:
-        self.launcher = launcher
-        self.fl_ctx = fl_ctx
-
-    def study_runtime(self, workspace_root: str, study: Any) -> Any:
-        """nvflare 2.9's local/study_runtime.yaml entry for the study, or None without that file."""
-        runtime_file = study_runtime_file_path(workspace_root)
-        if not os.path.exists(runtime_file):
-            return None
-        legacy = {os.path.join(workspace_root, "local", "study_data.yaml")}
-        if self.launcher.study_data_pvc_file_path:
-            legacy.add(self.launcher.study_data_pvc_file_path)
-        present = sorted(p for p in legacy if os.path.exists(p))
-        if present:
-            raise RuntimeError(
-                f"study runtime file '{runtime_file}' cannot be combined with the legacy study data "
-                f"file(s) {present}; migrate all studies to study_runtime.yaml and delete the v1 file."
-            )
-        runtime_map = load_study_runtime_file(runtime_file, launcher_mode="k8s", logger=self.launcher.logger)
-        runtime = resolve_study_runtime(runtime_map, study, runtime_file, logger=self.launcher.logger)
-        if runtime.pod_template is not None:
-            raise RuntimeError(
-                f"study '{study}' in '{runtime_file}' sets a pod_template; kubectl-launcher does not support "
-                "study pod templates yet (container.image, datasets, env, secret_env and secret_mounts work)"
-            )
-        return runtime
-
-    def study_data_mounts(self, study: Any) -> list[Any]:
-        launcher = self.launcher
-        path, logger = launcher.study_data_pvc_file_path, launcher.logger
-        if not (should_mount_study_data(study) and path):
-            return []
-        # Read once per launcher, as upstream: the file is the site's, not the job's.
-        if launcher.study_data_pvc_dict is None:
-            launcher.study_data_pvc_dict = load_study_data_file(path, logger=logger)
-        return list(resolve_study_dataset_mounts(launcher.study_data_pvc_dict, study, path, logger=logger))
-
-    def module_args(self, job_id: str) -> dict[str, Any]:
-        return self.launcher.get_module_args(job_id, self.fl_ctx)
-
-    def startup_files(self, startup_dir: str) -> Mapping[str, str]:
-        return startup_kit_files(startup_dir)
 
 
 class _Launch:
@@ -279,6 +301,17 @@ class _Launch:
         self.plan = plan
         self.logger = launcher.logger
         self.kubectl = site_kubectl.for_job(Journal(plan.job_dir, "journal"))
+        # Public first: a credential that equals the job id (NVFlare's server job token) is then no secret.
+        self.kubectl.declare_public(
+            plan.raw_job_id,
+            plan.job_id,
+            plan.pod_name,
+            plan.site_name,
+            self.kubectl.namespace,
+            plan.credential_secret_name,
+            plan.startup_secret_name,
+            *plan.labels.values(),
+        )
         for value in plan.credential_env.values():
             self.kubectl.redact(value)
         self.pod = JobPod(self.kubectl, plan.pod_name, logger=self.logger)
@@ -295,18 +328,17 @@ class _Launch:
             # One read of the pod and both Secrets: a foreign Secret or an existing pod stops the launch
             # here, before anything is created.
             pod_exists = self.secrets.check_before_apply()
-            handle = K8sJobHandle(
+            handle = launcher.job_handle(
                 plan.job_id,
-                self.kubectl,
-                dict(plan.job_config),
-                namespace=self.pod.namespace,
-                timeout=launcher.timeout,
+                # A pod of this name is another launch's: the handle of this failed one must not own it
+                # (NVFlare may terminate() it, which deletes the pod and its credential Secret).
+                None if pod_exists is not None else self.kubectl,
+                plan.job_config,
                 pending_timeout=plan.pending_timeout,
                 python_path=plan.python_path,
                 workspace_transfer=launcher.make_workspace_transfer(plan),
                 pod_name=plan.pod_name,
                 credential_secret_name=plan.credential_secret_name,
-                poll_interval=launcher.poll_interval,
             )
             if pod_exists is not None:
                 raise RuntimeError(pod_exists)

@@ -6,7 +6,7 @@ whether the launcher's pods (the init container and the keeper included) would b
 the checks a job pod can run into; it is not the whole admission plugin.
 
 `transfer_container_context(main)` is the container securityContext of our own init and keeper
-containers: they only wait, and serve tar to `kubectl cp` and the collection, so they need no
+containers: they only wait, and run tar for the delivery and the collection, so they need no
 privilege at all and meet 'restricted' whatever the namespace enforces.
 """
 

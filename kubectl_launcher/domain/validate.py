@@ -138,8 +138,15 @@ def pod_name(name: str, job_id: object) -> str:
     return name
 
 
-def path_length(path: str, where: str, limit: int = 4095) -> str:
-    """A path the pod or the site will use must fit the operating system's limit."""
+def path_length(path: str, where: str, limit: int = 4095, name_limit: int = 255) -> str:
+    """A path the pod or the site will use must fit the operating system's limits: the whole path, and each
+    folder's name (a 300-character job id is a folder name no filesystem takes)."""
     if len(path.encode()) > limit:
         raise InvalidLaunch(f"{where} is {len(path.encode())} bytes long; paths must stay under {limit} bytes")
+    longest = max(path.split("/"), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > name_limit:
+        raise InvalidLaunch(
+            f"{where} has a folder name of {len(longest.encode())} bytes ({longest[:40]}...); "
+            f"a name must stay under {name_limit} bytes (a shorter job id)"
+        )
     return path

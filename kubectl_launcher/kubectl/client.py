@@ -131,6 +131,11 @@ class Kubectl:
         note, an error message or describe(). Values shorter than 4 characters are ignored."""
         self._redactor.add(value)
 
+    def declare_public(self, *values: str) -> None:
+        """Identifiers printed by design (job id, pod name, namespace, site, labels' values): a value equal
+        to one, or part of one, is never registered as a secret (redact.py says why)."""
+        self._redactor.declare_public(*values)
+
     def note(self, text: str) -> None:
         """A remark for the operator in every journal of this Kubectl, between its commands (redacted)."""
         for journal in self.journals:

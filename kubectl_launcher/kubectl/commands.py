@@ -148,3 +148,9 @@ def merge_patch(kind: str, name: str, patch: Mapping[str, Any]) -> Argv:
     """Merge-patch one object (e.g. manifest.owner_patch: its only ownerReference, which GC follows)."""
     body = json.dumps(patch, separators=(",", ":"), sort_keys=True)
     return ("patch", kind, name, "--type", "merge", "--patch", body, "--output", "name")
+
+
+def annotate_selected(kind: str, selector: str, annotation: str, value: str) -> Argv:
+    """Set one annotation on every object of ``kind`` that ``selector`` matches, in one command (kubectl
+    lists them, then patches each); ``--overwrite``: the value replaces the last one."""
+    return ("annotate", kind, "--selector", selector, f"{annotation}={value}", "--overwrite", "--output", "name")

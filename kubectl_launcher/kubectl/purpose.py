@@ -16,3 +16,4 @@ COLLECT = "collect"  # results out of the pod
 LEASE = "lease"  # the keeper's lease renewed
 RELEASE = "release"  # the keeper told that results are collected
 LOGS = "logs"  # a pod's log
+TAKEOVER = "takeover"  # a new launcher's listing of the pods its site's earlier launcher left (takeover.py)

@@ -5,6 +5,13 @@ note, error message and `describe()` goes through it (`Kubectl.redact(value)` is
 register). Besides registered values, credentials are recognised by their place: the value of a
 secret flag (`--token`, `--password`, ...), a `--from-literal=key=value`'s value, an environment
 variable named like a secret, and `bearer`/`token:` patterns in free text.
+
+Public identifiers (the job id, the pod's and Secrets' names, the namespace, the site name, our labels'
+values: `Kubectl.declare_public`) are never secrets, whatever else they are: NVFlare's server uses the
+job id as the job's token, and masking it would break every journal line that names the job's pod or
+folder. A value equal to a public identifier, or contained in one, is therefore not registered (and is
+dropped when an identifier is declared after it): the journal stays replayable, and the text it would
+have masked is printed anyway wherever the identifier is.
 """
 
 from __future__ import annotations
@@ -34,13 +41,30 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._public: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        """Never write `value` anywhere from now on (values shorter than 4 characters are ignored)."""
+        """Never write `value` anywhere from now on (values shorter than 4 characters, and public
+        identifiers or parts of one, are ignored)."""
         if len(value) >= MIN_SECRET_LENGTH:
             with self._lock:
-                self._secrets.add(value)
+                if not self._is_public(value):
+                    self._secrets.add(value)
+
+    def declare_public(self, *values: str) -> None:
+        """`values` are identifiers printed by design (job id, pod name, namespace, ...): never masked."""
+        with self._lock:
+            self._public.update(v for v in values if v)
+            self._secrets = {s for s in self._secrets if not self._is_public(s)}
+
+    def is_secret(self, value: str) -> bool:
+        """Whether `value` is registered (and would be masked in text)."""
+        with self._lock:
+            return value in self._secrets
+
+    def _is_public(self, value: str) -> bool:  # under _lock
+        return any(value in public for public in self._public)
 
     def text(self, text: str) -> str:
         with self._lock:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
 from kubectl_launcher.domain.job_tracker import PodRead, PodReadStatus, TransferView
-from kubectl_launcher.domain.pod_status import Event, Pod
+from kubectl_launcher.domain.pod_status import Event, Pod, main_container_state
 from kubectl_launcher.errors import KubectlError, KubectlNotFound, ProtocolError, TransferError
 from kubectl_launcher.kubectl import CommandResult, Kubectl, commands
 from kubectl_launcher.kubectl import purpose as tag
@@ -260,6 +260,26 @@ class JobPod:
             self.logger.warning(f"failed to delete {what} {name} (namespace {self.namespace}): {e}")
             return False
         return True
+
+    def retire_credentials(self, read: PodRead, container: str, secret: str | None) -> None:
+        """Delete the job's credential Secret once `container` (the job's) has started: the kubelet put
+        the token into the process's environment when it created the container, and nothing reads the
+        Secret again (restartPolicy Never). Tried once; a failure is logged and never fails the job —
+        the Secret's ownerReference to the pod, and clean_up(), remain the backstop."""
+        if not secret or secret in self._secrets_tried or read.status is not PodReadStatus.FOUND:
+            return
+        state = main_container_state(read.pod, container) or {}
+        if state.get("running") is None and state.get("terminated") is None:
+            return
+        with self._cleanup_lock:
+            if secret in self._secrets_tried:
+                return
+            self._secrets_tried.add(secret)
+            try:
+                if self.delete_secret(secret, what="credential Secret"):
+                    self.logger.info(f"{self.label}: the job container has started; deleted its credential Secret")
+            except Exception:  # a clean-up must not end a job that runs
+                self.logger.exception(f"unexpected error deleting the credential Secret {secret} of {self.label}")
 
     def clean_up(self, *, delete_pod: bool, secret: str | None = None) -> None:
         """What a job leaves, removed once (safe from any thread): the pod when asked (a failed delete is

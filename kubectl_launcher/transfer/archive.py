@@ -1,6 +1,7 @@
 """Where a result archive is checked: `check_results` is the one gate every tar stream from a pod passes
-before anything of it reaches the site's workspace (extract_results: nothing may leave the folder, a
-stream cut short is refused; compare: the tree must be what the pod listed). Also the trees on the
+before anything of it reaches the site's workspace (extract_results: tarfile's ``data`` filter first,
+then our own rules: nothing may leave the folder, a stream cut short is refused; compare: the tree must be
+what the pod listed, the listing that follows the archive in the same stream). Also the trees on the
 site's side (scan_tree, TreeManifest), the pod's listings (parse_pod_listing) and merge_into, which
 moves checked results into place."""
 
@@ -117,12 +118,19 @@ def link_target_inside(link: str, target: str) -> bool:
 def extract_results(tar_path: str, dest: str) -> TreeManifest:
     """Extract a tar stream taken in the pod into the fresh folder ``dest``, refusing anything unsafe.
 
-    Refused (UnsafeArchiveError): absolute paths, ``..``, a member below a symlink, symlinks whose
-    target is absolute or leaves the root, hard links to anything but a file extracted before,
-    device files, fifos, duplicate names. Symlinks are created last, so nothing is ever written
-    through one; a final ``realpath`` check covers chains of links. A stream cut short raises
-    TransferError. The caller removes ``dest`` on any error.
+    Every member passes tarfile's ``data`` filter first (the standard library's rules for archives from
+    elsewhere); regular files are extracted by tarfile under that filter. On top, refused
+    (UnsafeArchiveError): absolute paths, ``..``, a member below a symlink, symlinks whose target is
+    absolute or leaves the root, hard links to anything but a file extracted before, device files,
+    fifos, duplicate names. Symlinks are created last, so nothing is ever written through one; a
+    final ``realpath`` check covers chains of links. A stream cut short raises TransferError. The
+    caller removes ``dest`` on any error.
     """
+    return _extract(tar_path, dest)[0]
+
+
+def _extract(tar_path: str, dest: str) -> tuple[TreeManifest, int]:
+    """extract_results, and the offset just past the archive's end-of-archive blocks."""
     os.makedirs(dest)
     links: list[tuple[str, str]] = []
     files: set[str] = set()
@@ -131,6 +139,7 @@ def extract_results(tar_path: str, dest: str) -> TreeManifest:
     try:
         with tarfile.open(tar_path, mode="r|") as tf:
             for member in tf:
+                _data_filter(member, dest)
                 rel = member_path(member.name)
                 if rel in seen and rel != ".":
                     raise UnsafeArchiveError(f"results archive names {rel!r} twice")
@@ -145,7 +154,8 @@ def extract_results(tar_path: str, dest: str) -> TreeManifest:
                         os.makedirs(target, 0o700, exist_ok=True)
                     dir_times.append((target, member.mode, member.mtime))
                 elif member.isreg():
-                    _write_member(tf, member, target)
+                    # the filter keeps the owner's read and write bits and drops group/other write bits
+                    tf.extract(member, dest, set_attrs=True, filter="data")
                     files.add(rel)
                 elif member.issym():
                     if not link_target_inside(rel, member.linkname):
@@ -172,24 +182,21 @@ def extract_results(tar_path: str, dest: str) -> TreeManifest:
     for path, mode, mtime in reversed(dir_times):
         os.chmod(path, (mode & 0o777) | 0o700)
         os.utime(path, (mtime, mtime))
-    return scan_tree(dest)
+    return scan_tree(dest), end + len(_END_OF_ARCHIVE)
+
+
+def _data_filter(member: tarfile.TarInfo, dest: str) -> None:
+    """tarfile's ``data`` filter on one member: the first line of defence, before our own rules."""
+    try:
+        tarfile.data_filter(member, dest)
+    except tarfile.FilterError as e:
+        raise UnsafeArchiveError(f"results archive refused by tarfile's data filter: {member.name!r}: {e}") from e
 
 
 def _refuse_below_link(rel: str, links: list[tuple[str, str]]) -> None:
     for link, _ in links:
         if rel.startswith(link + "/"):
             raise UnsafeArchiveError(f"results archive writes below the symlink {link!r}: {rel!r}")
-
-
-def _write_member(tf: tarfile.TarFile, member: tarfile.TarInfo, target: str) -> None:
-    src = tf.extractfile(member)
-    if src is None:  # pragma: no cover - isreg() members always have data
-        raise TransferError(f"cannot read {member.name!r} from the results archive")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(src, out, _CHUNK)
-    os.chmod(target, (member.mode & 0o777) | 0o600)
-    os.utime(target, (member.mtime, member.mtime))
 
 
 def _check_end_of_archive(tar_path: str, offset: int) -> None:
@@ -208,14 +215,20 @@ def _check_links_resolve_inside(dest: str, links: list[str]) -> None:
             raise UnsafeArchiveError(f"results archive holds a symlink chain leaving the folder: {rel!r}")
 
 
-def check_results(tar_path: str, dest: str, listing: PodListing) -> TreeManifest:
-    """The results archive at ``tar_path``, extracted into the fresh folder ``dest`` and checked.
+def check_results(tar_path: str, dest: str, listing: PodListing | None = None) -> TreeManifest:
+    """The results stream at ``tar_path``, extracted into the fresh folder ``dest`` and checked.
 
     UnsafeArchiveError when a member would leave ``dest`` (see extract_results); TransferError when
-    the stream was cut short or the tree differs from ``listing``, the pod's own listing of the
-    folder it came from. The archive is removed once extracted. The caller removes ``dest`` on error.
+    the stream was cut short or the tree differs from the pod's own listing of the folder it came
+    from: ``listing``, or (None) the listing that follows the archive's end in the same stream (the
+    collection script prints it there; tar's zero padding before it is skipped). The stream is
+    removed once extracted. The caller removes ``dest`` on error.
     """
-    manifest = extract_results(tar_path, dest)
+    manifest, end = _extract(tar_path, dest)
+    if listing is None:
+        with open(tar_path, "rb") as f:
+            f.seek(end)
+            listing = parse_pod_listing(f.read().lstrip(b"\0"))
     os.unlink(tar_path)
     compare(manifest, listing, what="results fetched from the pod")
     return manifest
@@ -261,7 +274,7 @@ def _move(src: str, dst: str) -> None:
 
 
 def parse_pod_listing(data: bytes) -> PodListing:
-    """Read the listing script's output (pod_side.LIST_SCRIPT); TransferError when it has no entry count."""
+    """Read a listing printed in the pod (COLLECT_SCRIPT's, DELIVER_SCRIPT's); TransferError without an entry count."""
     text = data.decode("utf-8", "surrogateescape")
     entries: int | None = None
     total: int | None = None

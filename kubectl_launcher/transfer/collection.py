@@ -1,17 +1,22 @@
-"""The results out of the pod: ``tar`` over ``kubectl exec`` into a local file, checked, then merged.
+"""The results out of the pod: one ``kubectl exec`` into the keeper prints the job folder's tar stream and,
+after it, the folder's listing, into a local file; checked, then merged.
 
-Once the job container has ended and the keeper still runs, `Collector.collect` takes the listing of
-``<wmp>/<job_id>`` in the pod, then ``kubectl exec keeper -- tar cf - -C <wmp>/<job_id> .`` into a
-local file. This is the ``tar | kubectl exec`` form, not ``kubectl cp``: kubectl cp's own untar
-silently skips symlinks and cannot tell a cut stream at a member boundary from a complete one.
-archive.check_results is the one gate the archive passes (nothing leaves its folder, nothing cut
-short, the tree is what the pod listed); only then is it moved into ``<ws>/<job_id>/`` (never touching
-``<ws>/<job_id>/kubectl-launcher/``), and the keeper is released.
+Once the job container has ended and the keeper still runs, `Collector.collect` runs
+pod_scripts.COLLECT_SCRIPT in the keeper: it refuses a job folder that is a symlink (or lies below one:
+the results are exactly the job's folder, never what a link names), then ``tar cf - .`` in the folder,
+then the listing (entries, and checksums or a byte total). This is the ``tar | kubectl exec`` form, not
+``kubectl cp``: kubectl cp's own untar silently skips symlinks and cannot tell a cut stream at a member
+boundary from a complete one. archive.check_results is the one gate the stream passes (tarfile's data
+filter and our rules: nothing leaves its folder, nothing cut short; the tree is what the pod listed,
+from the same stream); only then is it moved into ``<ws>/<job_id>/`` (never touching
+``<ws>/<job_id>/kubectl-launcher/``), and the keeper is released, with a command of its own: a release
+must follow a verified merge.
 
 An attempt that failed is done again whole, into a fresh temp folder (step.py bounds how often and how
-long). When collection still fails, the keeper is not released and its lease lapses, so the pod stays
-``keep_timeout`` seconds: the log names the kubectl command that fetches the results by hand,
-``<ws>/<job_id>/kubectl-launcher/recover-results.sh`` holds it, and TransferError is raised.
+long); a refused folder or archive is not. When collection still fails, the keeper is not released
+and its lease lapses, so the pod stays ``keep_timeout`` seconds: the log names the kubectl command that
+fetches the results by hand, ``<ws>/<job_id>/kubectl-launcher/recover-results.sh`` holds it, and
+TransferError is raised.
 """
 
 from __future__ import annotations
@@ -21,21 +26,21 @@ import shutil
 import threading
 
 from kubectl_launcher.domain.names import LAUNCHER_DIR
-from kubectl_launcher.errors import KubectlError, TransferError, UnsafeArchiveError
+from kubectl_launcher.errors import KubectlError, RemoteCommandError, TransferError, UnsafeArchiveError
 from kubectl_launcher.kubectl.purpose import COLLECT, RELEASE
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
 from kubectl_launcher.transfer.background import Progress, file_size, log_transferred
 from kubectl_launcher.transfer.lease import Lease
+from kubectl_launcher.transfer.pod_scripts import SYMLINK_EXIT, collect_command, script_words
 from kubectl_launcher.transfer.pod_side import (
     CONTROL_PATH,
     KEEPER_CONTAINER,
     RELEASE_SCRIPT,
     recovery_script,
     script_command,
-    tar_out_command,
 )
-from kubectl_launcher.transfer.step import Deadline, Job, list_in_pod
+from kubectl_launcher.transfer.step import Deadline, Job
 
 #: Seconds for the release, the seam's retries included: a keeper not released ends by itself anyway.
 RELEASE_TIMEOUT = 60.0
@@ -87,19 +92,9 @@ class Collector:
             what = f"fetching the results from pod {pod.name}"
             measure = lambda: file_size(tar_path)  # noqa: E731 - read by the progress thread
             with Progress(job.log, what, s.progress_interval, job.clock, measure=measure) as progress:
-                listing = list_in_pod(
-                    job, pod, KEEPER_CONTAINER, job.pod_job_dir, scratch, purpose=COLLECT, deadline=deadline
-                )
-                pod.exec(
-                    KEEPER_CONTAINER,
-                    tar_out_command(job.pod_job_dir),
-                    stdout_path=tar_path,
-                    timeout=s.command_timeout,
-                    total_timeout=deadline.remaining("collect the results"),
-                    purpose=COLLECT,
-                )
+                self._fetch(pod, tar_path, deadline)
                 tree = os.path.join(scratch, "tree")
-                manifest = archive.check_results(tar_path, tree, listing)
+                manifest = archive.check_results(tar_path, tree)  # the listing follows the archive
             skipped = archive.merge_into(tree, job.job_dir, keep={LAUNCHER_DIR})
             if skipped:
                 job.log.warning(
@@ -111,6 +106,25 @@ class Collector:
             raise TransferError(f"cannot put the results in place: {e}") from e
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _fetch(self, pod: JobPod, path: str, deadline: Deadline) -> None:
+        """The job folder's tar stream and listing into ``path``; UnsafeArchiveError for a symlinked folder."""
+        job = self.job
+        try:
+            pod.exec(
+                KEEPER_CONTAINER,
+                collect_command(job.mount_path, job.job_id, job.settings.verify_checksums),
+                stdout_path=path,
+                timeout=job.settings.command_timeout,
+                total_timeout=deadline.remaining("collect the results"),
+                purpose=COLLECT,
+            )
+        except RemoteCommandError as e:
+            if e.returncode != SYMLINK_EXIT:
+                raise
+            with open(path, "rb") as f:  # the script's own words: it stopped before any tar
+                said = script_words(f.read(4096)) or f"the job folder {job.pod_job_dir} is (below) a symlink"
+            raise UnsafeArchiveError(said) from e
 
     def keep_and_fail(self, pod: JobPod, reason: str, *, fetch: bool = True) -> TransferError:
         """Leave the pod to its keeper (no release, no more lease) and tell how to fetch the results by hand."""

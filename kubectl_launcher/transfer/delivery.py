@@ -1,48 +1,57 @@
-"""The workspace into the pod: staged here, copied with ``kubectl cp``, checked by a listing, then placed.
+"""The workspace into the pod: staged here, streamed as one tar into one ``kubectl exec -i``, verified in
+the pod before it is placed.
 
 While the init container runs, `deliver` stages ``local/`` (minus what upstream's bundle leaves out:
 ``study_data.yaml``, ``study_runtime.yaml``, the pod templates it names, and ``exclude``; see
 excludes.py) and ``<job_id>/`` (minus the launcher's own folder) as hard links in a local folder, and
-``kubectl cp``s it to a path in the pod that does not exist yet. kubectl cp probes its destination
-with ``test -d`` and copies *into* an existing folder but *renames* onto a missing one, and a failed
-probe counts as missing. With a fresh name both outcomes are the same, so a flaky probe or another
-attempt can neither nest nor misplace files. Then a listing taken in the pod (entry count, ``sha256sum``
-of every file, or a byte total where the image has no sha256sum) is compared with the local one, the
-folders are moved into place, and ``delivered`` is written: the init container ends, the job starts.
+writes one tar of it (`write_bundle`): the tree as ``tree/``, and the expected ``sha256sum`` lines as
+``sha256``. One ``kubectl exec -i`` into the init container reads that tar on stdin and runs
+pod_scripts.DELIVER_SCRIPT: it forgets earlier attempts' staging folders, writes the lease token,
+extracts into a fresh staging folder, checks entry count, byte total and (when asked and the image has
+``sha256sum``) every checksum, and only then moves the folders into place and writes ``delivered``:
+the init container ends, the job starts. The pod's own listing comes back on stdout and is compared
+here too (archive.compare). So a delivery is one kubectl process, where ``kubectl cp`` and the
+listing, prepare and place execs around it were four.
 
-An attempt that failed is done again whole, into a fresh staging folder (step.py bounds how often and
-how long). The init container's lease is renewed from a background thread meanwhile (lease.py).
+A stream that arrives damaged leaves nothing placed (the script exits 6); the attempt is done again
+whole, into a fresh staging folder (step.py bounds how often and how long). The init container's
+lease is renewed from a background thread meanwhile (lease.py). Nothing secret is in the bundle: the
+startup kit and credentials reach the pod as Secrets, never through these files.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import stat
+import tarfile
 from collections.abc import Collection, Iterable
 
 from kubectl_launcher.domain.names import LAUNCHER_DIR
-from kubectl_launcher.errors import TransferError
+from kubectl_launcher.errors import RemoteCommandError, TransferError
 from kubectl_launcher.kubectl.purpose import DELIVER
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
 from kubectl_launcher.transfer.background import Periodic, Progress, log_transferred
 from kubectl_launcher.transfer.lease import Lease
-from kubectl_launcher.transfer.pod_side import (
-    CONTROL_PATH,
-    INIT_CONTAINER,
-    PLACE_SCRIPT,
-    PREPARE_SCRIPT,
-    human_size,
-    script_command,
-    stage_path,
+from kubectl_launcher.transfer.pod_scripts import (
+    BUNDLE_SUMS,
+    BUNDLE_TREE,
+    DAMAGED_EXIT,
+    deliver_command,
+    script_words,
 )
-from kubectl_launcher.transfer.step import Deadline, Job, list_in_pod
+from kubectl_launcher.transfer.pod_side import INIT_CONTAINER, human_size, stage_path
+from kubectl_launcher.transfer.step import Deadline, Job
+
+#: What DELIVER_SCRIPT prints when an earlier attempt placed the workspace and only its answer was lost.
+_DELIVERED_BEFORE = b"delivered before"
 
 
 def deliver(job: Job, pod: JobPod, lease: Lease, image: str) -> None:
-    """Stage, copy, verify and place the workspace; TransferError when it could not be delivered."""
+    """Stage, stream, verify and place the workspace; TransferError when it could not be delivered."""
     with lease.kept(pod, INIT_CONTAINER, job.settings.delivery_timeout) as renewer:
         scratch = job.scratch("outbox")
         try:
@@ -55,10 +64,13 @@ def deliver(job: Job, pod: JobPod, lease: Lease, image: str) -> None:
                 staging,
                 checksums=job.settings.verify_checksums,
             )
+            bundle = os.path.join(scratch, "bundle.tar")
+            write_bundle(staging, manifest, bundle)
+            shutil.rmtree(staging)  # the tar holds it all now
             job.redo(
                 "deliver the workspace",
                 lambda attempt, deadline: _deliver_once(
-                    job, pod, staging, scratch, manifest, attempt, deadline, lease, renewer
+                    job, pod, bundle, scratch, manifest, attempt, deadline, lease, renewer
                 ),
                 image=image,
             )
@@ -71,7 +83,7 @@ def deliver(job: Job, pod: JobPod, lease: Lease, image: str) -> None:
 def _deliver_once(
     job: Job,
     pod: JobPod,
-    staging: str,
+    bundle: str,
     scratch: str,
     manifest: archive.TreeManifest,
     attempt: int,
@@ -80,29 +92,83 @@ def _deliver_once(
     renewer: Periodic,
 ) -> None:
     s = job.settings
-    stage = stage_path(job.mount_path, attempt)
     what = "deliver the workspace"
-    renewer.start()
-    prepare = script_command(PREPARE_SCRIPT, job.mount_path, CONTROL_PATH, lease.next_token())
-    pod.exec(INIT_CONTAINER, prepare, total_timeout=deadline.remaining(what), purpose=DELIVER)
+    command = deliver_command(
+        job.mount_path,
+        lease.next_token(),
+        stage_path(job.mount_path, attempt),
+        len(manifest.entries),
+        manifest.total_bytes,
+        s.verify_checksums,
+        ("local", job.job_id),
+    )
     said = f"sending the workspace to pod {pod.name} ({manifest.files} files, {human_size(manifest.total_bytes)})"
     job.log.info("%s", said)
-    with Progress(job.log, said, s.progress_interval, job.clock) as progress:
-        # stage does not exist: kubectl cp renames onto it, whatever its test -d probe says
-        pod.copy_in(
-            staging,
-            stage,
-            INIT_CONTAINER,
-            timeout=s.command_timeout,
-            total_timeout=deadline.remaining(what),
-            purpose=DELIVER,
-        )
-        listing = list_in_pod(job, pod, INIT_CONTAINER, stage, scratch, purpose=DELIVER, deadline=deadline)
-        archive.compare(manifest, listing, what="workspace delivered to the pod")
+    listing_path = os.path.join(scratch, f"listing-{attempt}.txt")
+    renewer.start()
+    try:
+        with Progress(job.log, said, s.progress_interval, job.clock) as progress:
+            pod.exec(
+                INIT_CONTAINER,
+                command,
+                stdin_path=bundle,
+                stdout_path=listing_path,
+                timeout=s.command_timeout,
+                total_timeout=deadline.remaining(what),
+                purpose=DELIVER,
+            )
+    except RemoteCommandError as e:
+        if e.returncode != DAMAGED_EXIT:
+            raise
+        with open(listing_path, "rb") as f:
+            words = script_words(f.read(4096)) or "the workspace arrived damaged"
+        # step.py redoes it; the journal holds the command, the message only what the pod said
+        raise TransferError(f"pod {pod.name}: {words} (exit code {e.returncode})") from e
+    finally:
         renewer.stop()  # the init container ends once placed: a renewal then would only fail
-        place = script_command(PLACE_SCRIPT, job.mount_path, stage, CONTROL_PATH, "local", job.job_id)
-        pod.exec(INIT_CONTAINER, place, total_timeout=deadline.remaining(what), purpose=DELIVER)
+    with open(listing_path, "rb") as f:
+        said_by_pod = f.read()
+    if said_by_pod.startswith(_DELIVERED_BEFORE):
+        job.log.info("the workspace was placed in pod %s by an earlier attempt", pod.name)
+        return
+    # placed already (the pod checked first): a difference here is a broken contract, not a damaged stream
+    archive.compare(manifest, archive.parse_pod_listing(said_by_pod), what="workspace delivered to the pod")
+    if s.verify_checksums and b"sha256 verified" not in said_by_pod:
+        job.log.info("pod %s has no sha256sum: the workspace was checked by entry count and byte total", pod.name)
     log_transferred(job.log, "delivered the workspace", manifest, job.clock() - progress.started)
+
+
+def write_bundle(staging: str, manifest: archive.TreeManifest, path: str) -> None:
+    """The delivery's stream: ``manifest``'s entries of ``staging`` under ``tree/``, then ``sha256``.
+
+    Every file is a regular member (never a hard link to another, whatever inodes the staging shares),
+    owned by nobody in particular (uid 0, no names: the pod's tar keeps its own owner). ``sha256``
+    holds ``sha256sum -c`` lines for the files with a checksum, except names holding a newline or a
+    backslash, which sha256sum writes escaped (GNU) or not at all (busybox): those are still counted
+    in the entries and bytes the pod checks.
+    """
+    sums: list[str] = []
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for rel in sorted(manifest.entries, key=lambda r: (r != ".", r)):  # the root first, parents before children
+            entry = manifest.entries[rel]
+            name = BUNDLE_TREE if rel == "." else f"{BUNDLE_TREE}/{rel}"
+            source = staging if rel == "." else os.path.join(staging, rel)
+            st = os.stat(source)
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = int(st.st_mtime), 0, 0, "", ""
+            if entry.kind == "d":
+                info.type, info.mode = tarfile.DIRTYPE, (st.st_mode & 0o777) | 0o700
+                tf.addfile(info)
+                continue
+            info.size, info.mode = st.st_size, (st.st_mode & 0o777) | 0o600
+            with open(source, "rb") as f:
+                tf.addfile(info, f)
+            if entry.sha256 is not None and "\n" not in rel and "\\" not in rel:
+                sums.append(f"{entry.sha256}  ./{rel}\n")
+        data = "".join(sums).encode("utf-8", "surrogateescape")
+        info = tarfile.TarInfo(BUNDLE_SUMS)
+        info.size, info.mode = len(data), 0o600
+        tf.addfile(info, io.BytesIO(data))
 
 
 # -- staging: the tree to send, built of hard links --

@@ -1,7 +1,12 @@
-"""The keeper's and the init container's lease, seen from the launcher: a token written into the pod's
-control folder. The waiting scripts (pod_side.py) give up when no new token comes within their bound, so a
-launcher that dies, or is cut off, leaves a pod that ends by itself. Renewed when due on the handle's
-looks while the keeper runs (workspace.py runs the renewal off the handle's thread), and from a second
+"""The keeper's and the init container's lease, seen from the launcher. The waiting scripts (pod_side.py)
+give up when no new word comes within their bound, so a launcher that dies, or is cut off, leaves a pod that
+ends by itself (its job stopped by the liveness probe).
+
+A pod with our labels (site and job, as every launch's) joins its site's lease (site_lease.py) on the first
+look at it: one ``kubectl annotate`` renews every such pod of the site per interval, during long copies too,
+and the membership ends when the job needs no more word (`lapse`). A pod without them (a handle built by hand)
+gets the first version's word: one ``kubectl exec`` writing a token into its control folder when due, on the
+handle's looks while the keeper runs (workspace.py runs it off the handle's thread), and from a second
 background thread around a long copy, which runs for longer than a waiting script's bound."""
 
 from __future__ import annotations
@@ -9,11 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+from kubectl_launcher.domain.names import JOB_LABEL
 from kubectl_launcher.errors import KubectlError
+from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.purpose import LEASE
 from kubectl_launcher.objects.job_pod import JobPod
+from kubectl_launcher.objects.pod_watch import site_selector
 from kubectl_launcher.transfer.background import Periodic
 from kubectl_launcher.transfer.pod_side import (
     CONTROL_PATH,
@@ -22,6 +31,7 @@ from kubectl_launcher.transfer.pod_side import (
     TransferSettings,
     script_command,
 )
+from kubectl_launcher.transfer.site_lease import Membership, SiteLease
 
 
 class Lease:
@@ -36,6 +46,24 @@ class Lease:
         self._token = 0
         self._token_lock = threading.Lock()  # the renewer thread takes tokens too
         self._renewer: Periodic | None = None
+        self._member: Membership | None = None
+        self._member_lock = threading.Lock()
+
+    def attach(self, kubectl: Kubectl, pod: Mapping[str, Any]) -> bool:
+        """Join the site's lease when ``pod`` carries our labels (once; never after lapse); whether the site
+        renews it now.
+
+        From then on due() is never true and kept() starts no thread: the site renews the pod."""
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        selector, job = site_selector(labels), labels.get(JOB_LABEL)
+        with self._member_lock:
+            if self._member is None and selector and job and not self.lapsed:
+                self._member = SiteLease.for_site(kubectl, selector).join(job, self.settings.renewal_interval)
+            return self._member is not None and not self._member.released
+
+    @property
+    def site_leased(self) -> bool:
+        return self._member is not None
 
     def next_token(self) -> str:
         with self._token_lock:
@@ -47,8 +75,12 @@ class Lease:
         self._renewed_at = self._clock()
 
     def lapse(self) -> None:
-        """Renew no more, from any thread: the keeper ends ``keep_timeout`` seconds after the last word."""
+        """Renew no more, from any thread: the keeper ends ``keep_timeout`` seconds after the last word, and
+        the job with it if it still runs (the site's next annotate leaves this pod out)."""
         self._lapsed.set()
+        with self._member_lock:
+            if self._member is not None:
+                self._member.release()
 
     @property
     def lapsed(self) -> bool:
@@ -56,7 +88,7 @@ class Lease:
 
     def due(self) -> bool:
         """Whether the keeper's lease is due for renewal (a lease_interval since the last one)."""
-        if self.lapsed:
+        if self.lapsed or self.site_leased:
             return False
         return self._renewed_at is None or self._clock() - self._renewed_at >= self.settings.lease_interval
 
@@ -94,6 +126,15 @@ class Lease:
         """
         if self._renewer is not None:
             raise RuntimeError("a lease renewer is running already for this transfer")
+        if self.site_leased:
+            # the site's lease renews this pod meanwhile: an inert renewer (interval 0 never starts a thread)
+            # keeps the callers' start/stop
+            self._renewer = Periodic(lambda: None, 0, "kubectl-launcher-lease")
+            try:
+                yield self._renewer
+            finally:
+                self._renewer = None
+            return
         interval = min(self.settings.lease_interval, bound / 3)
         timeout = min(60.0, max(10.0, interval))  # stop() waits for a renewal in flight
         renewer = Periodic(

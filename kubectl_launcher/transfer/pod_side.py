@@ -1,9 +1,10 @@
 """The workspace transfer's side of the pod (pure): its settings, the init and keeper containers, their sh scripts.
 
-`decorate_pod` adds to the pod (upstream's main container is left as it is):
+`decorate_pod` adds to the pod (of upstream's main container, only a mount and a probe, below):
 
 * ``kubectl-launcher-init``, an init container (the job's image by default: it has ``sh`` and
-  ``tar``) mounting the workspace emptyDir and a small control emptyDir. It waits until the
+  ``tar``) mounting the workspace emptyDir, a small control emptyDir and the lease's downward-API
+  volume. It waits until the
   launcher writes ``delivered`` in the control folder. It gives up (exit 1, so the pod fails by
   itself) after ``delivery_timeout`` seconds without word from the launcher, and exits 127 at
   once when the image has no ``tar``.
@@ -12,22 +13,35 @@
   into a completed pod. It ends when the launcher writes ``released``, or ``keep_timeout``
   seconds after the launcher's last word.
 
-"Word from the launcher" is a lease: while it lives, the launcher rewrites ``lease`` in the control
-folder every ``lease_interval`` seconds (one small ``kubectl exec``), also while a long copy runs.
-The waiting script counts the seconds the content stays the same, so pod and launcher clocks never
-need to agree. A launcher that
-dies therefore leaves a pod that ends at most ``keep_timeout`` seconds later, or when the job ends
-if that is later: no pod holds a GPU for ever.
+"Word from the launcher" is a lease: the ``kubectl-launcher/lease`` annotation, which the site's lease
+(site_lease.py) rewrites on every pod the launcher follows, all of them in one ``kubectl annotate`` per
+``lease_interval``. The kubelet shows the pod's annotations in a downward-API volume (``metadata.annotations``
+as a file, refreshed on its pod sync), and the waiting script counts the seconds the lease line stays the
+same, so pod and launcher clocks never need to agree (the ``lease`` file in the control folder, written by
+an exec, counts as word too: the delivery's first one, and the only one for a pod without our labels).
+When the word stops (the launcher died, or is cut off), the waiting script gives up and leaves ``lapsed``
+in the control folder. The job container mounts the control folder read-only and carries an exec
+``livenessProbe`` that fails, printing why, once ``lapsed`` is there: the kubelet stops the job (TERM,
+KILL after the pod's grace period; an Unhealthy event "Liveness probe failed: no word from the launcher for
+Ns ..." and a Killing one), and with restartPolicy Never the pod ends Failed. So a launcher that dies
+leaves a pod that ends at most ``keep_timeout`` seconds (plus three probe periods and the grace) later,
+whatever its job does: no pod holds a GPU for ever. Those two additions to the main container (a read-only
+mount, a probe) are the only ones; upstream's fields stay as they are.
 
 Alternatives considered. A native sidecar (an init container with ``restartPolicy: Always``) is
 stopped by the kubelet as soon as the main container exits, which is exactly when it is needed.
-``shareProcessNamespace`` would let the keeper see the job process end, but it changes the job's
-PID 1, shows the keeper the job's environment (Secret values included) and is not needed once the
-lease exists. Wrapping the job's command to write an exit marker would change upstream's fields
-of the main container. The lease costs one exec per interval and works on any cluster.
+``shareProcessNamespace`` would let the keeper signal the job process, but it changes the job's
+PID 1 and shows the keeper the job's environment (Secret values included). Wrapping the job's command
+(to watch the lease, or write an exit marker) would change upstream's command. ``activeDeadlineSeconds``
+can only be shortened, never extended, so it cannot be a lease. One exec per pod per interval (the
+first version) costs a kubectl process and a connection to the kubelet per job; one annotate serves
+the whole site and needs no running container. The probe is what Kubernetes gives to stop a container
+from outside it; it looks every lease interval or every 10 s, whichever is shorter, and not before
+``keep_timeout``.
 
 The launcher's side, which runs these scripts through the pod (objects/job_pod.py), is the rest of
-this package: delivery.py, collection.py and lease.py, driven by workspace.py.
+this package: delivery.py, collection.py and lease.py, driven by workspace.py; the delivery's and the
+collection's own scripts are in pod_scripts.py.
 """
 
 from __future__ import annotations
@@ -46,11 +60,14 @@ __all__ = [
     "CONTROL_VOLUME",
     "INIT_CONTAINER",
     "KEEPER_CONTAINER",
+    "LAPSED_MARKER",
+    "LEASE_ANNOTATION",
+    "LEASE_FILE",
+    "LEASE_PATH",
     "LEASE_SCRIPT",
-    "LIST_SCRIPT",
+    "LEASE_VOLUME",
     "LOCAL_EXCLUDES",
-    "PLACE_SCRIPT",
-    "PREPARE_SCRIPT",
+    "PROBE_SCRIPT",
     "RELEASE_SCRIPT",
     "STAGE_PREFIX",
     "WAIT_SCRIPT",
@@ -59,10 +76,11 @@ __all__ = [
     "decorate_pod",
     "human_size",
     "init_container_failure",
+    "lapse_probe",
+    "lease_word",
     "recovery_script",
     "script_command",
     "stage_path",
-    "tar_out_command",
     "tool_missing_failure",
 ]
 
@@ -70,6 +88,14 @@ INIT_CONTAINER = "kubectl-launcher-init"
 KEEPER_CONTAINER = "kubectl-launcher-keeper"
 CONTROL_VOLUME = "kubectl-launcher-control"
 CONTROL_PATH = "/kubectl-launcher"
+#: The downward-API volume that shows the pod's annotations to the init container and the keeper.
+LEASE_VOLUME = "kubectl-launcher-lease"
+LEASE_PATH = "/kubectl-launcher-lease"
+LEASE_FILE = f"{LEASE_PATH}/annotations"
+#: The annotation the site's lease (site_lease.py) rewrites on every pod of the site at once.
+LEASE_ANNOTATION = "kubectl-launcher/lease"
+#: Left in the control folder by a waiting script that gave up; the job container's probe looks for it.
+LAPSED_MARKER = "lapsed"
 STAGE_PREFIX = ".kubectl-launcher-in-"
 ANNOTATION = "kubectl-launcher/workspace-transfer"
 #: What upstream's bundle never sends from local/ (study data belongs to the launcher, not the job).
@@ -79,13 +105,17 @@ LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
 # Arguments come in as positional parameters, so no value is ever spliced into shell text.
 
 #: $1 control dir, $2 looks per second (1 to 10), $3 marker, $4 seconds without word from the
-#: launcher, $5 exit code then. More than one look a second needs a sleep that takes fractions
-#: (GNU, busybox); without one the script falls back to one look a second.
+#: launcher, $5 exit code then, $6 the downward-API file of the pod's annotations ("" for none). The word
+#: is the control folder's ``lease`` (written by an exec) and the LEASE_ANNOTATION line of $6 (the site's
+#: one annotate); only its changes count, so the pod's and the launcher's clocks never need to agree.
+#: Giving up leaves LAPSED_MARKER, which the job container's liveness probe turns into its end.
+#: More than one look a second needs a sleep that takes fractions (GNU, busybox); without one the
+#: script falls back to one look a second.
 WAIT_SCRIPT = """\
 trap 'exit 143' TERM INT
-ctl=$1 per=$2 marker=$3 bound=$4 code=$5
+ctl=$1 per=$2 marker=$3 bound=$4 code=$5 notes=$6
 if ! command -v tar >/dev/null 2>&1; then
-  echo "kubectl-launcher: this image has no tar; kubectl cp needs it in the container" >&2
+  echo "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container" >&2
   exit 127
 fi
 tick=1
@@ -94,13 +124,26 @@ last= idle=-1 limit=$((bound * per))
 while [ ! -e "$ctl/$marker" ]; do
   cur=
   { read -r cur < "$ctl/lease"; } 2>/dev/null || :
+  if [ -n "$notes" ] && [ -r "$notes" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      case $line in kubectl-launcher/lease=*) cur="$cur ${line#*=}" ;; esac
+    done 2>/dev/null < "$notes"
+  fi
   if [ "$cur" != "$last" ]; then last=$cur idle=0; else idle=$((idle + 1)); fi
   if [ "$idle" -ge "$limit" ]; then
-    echo "kubectl-launcher: no word from the launcher for ${bound}s; giving up waiting for $marker" >&2
+    why="no word from the launcher for ${bound}s: its lease lapsed"
+    printf '%s\\n' "$why" 2>/dev/null > "$ctl/lapsed"
+    echo "kubectl-launcher: $why; giving up waiting for $marker" >&2
     exit "$code"
   fi
   sleep "$tick"
 done
+"""
+
+#: $1 the lapse marker. The job container's exec liveness probe: fails, printing why, once the keeper
+#: gave up (the kubelet puts the output in the Unhealthy event, then stops the container).
+PROBE_SCRIPT = """\
+if [ -e "$1" ]; then cat "$1"; exit 1; fi
 """
 
 #: Looks per second of the init container at the control folder: the job container starts as soon
@@ -110,38 +153,6 @@ INIT_LOOKS_PER_SECOND = 5
 #: The keeper lives as long as the job; nothing waits for it to notice the release (the launcher
 #: reports the outcome at the release), so one look a second: 5 would cost ~0.5 % of a core per pod.
 KEEPER_LOOKS_PER_SECOND = 1
-
-#: $1 folder, $2 "1" for checksums. Prints "entries N", then "sha256" and sha256sum lines, or "bytes N".
-LIST_SCRIPT = """\
-cd "$1" || exit 3
-n=$(find . -exec printf '%.0sx' {} + | wc -c) || exit 4
-printf 'entries %s\\n' $n
-if [ "$2" = 1 ] && command -v sha256sum >/dev/null 2>&1; then
-  echo sha256
-  find . -type f -exec sha256sum {} + || exit 5
-else
-  printf 'bytes %s\\n' $(find . -type f -exec cat {} + | wc -c)
-fi
-"""
-
-#: $1 workspace, $2 control dir, $3 lease token: forget earlier attempts' staging folders.
-PREPARE_SCRIPT = """\
-rm -rf "$1"/.kubectl-launcher-in-* && printf '%s\\n' "$3" > "$2/lease"
-"""
-
-#: $1 workspace, $2 staging folder, $3 control dir, then the names to move into place.
-PLACE_SCRIPT = """\
-ws=$1 stage=$2 ctl=$3
-shift 3
-[ -e "$ctl/delivered" ] && exit 0
-cd "$ws" || exit 3
-for name do
-  if [ -e "$stage/$name" ]; then
-    rm -rf "./$name" && mv "$stage/$name" "./$name" || exit 4
-  fi
-done
-rm -rf "$stage" && : > "$ctl/delivered"
-"""
 
 #: $1 control dir, $2 token.
 LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
@@ -178,6 +189,7 @@ class TransferSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 10:
                 raise ConfigError(f"workspace_transfer.{name} must be a whole number of seconds >= 10, got {value!r}")
+        # Three renewals per bound: one may fail, and a kubelet may show the next one late (docs/site-setup.md).
         if not 0 < self.lease_interval <= self.keep_timeout / 3:
             raise ConfigError(
                 f"workspace_transfer.lease_interval must be positive and at most a third of keep_timeout "
@@ -197,6 +209,12 @@ class TransferSettings:
             raise ConfigError(
                 "workspace_transfer.resources must be a mapping like {'requests': {...}, 'limits': {...}}"
             )
+
+    @property
+    def renewal_interval(self) -> float:
+        """Seconds between two renewals of the site's lease: lease_interval, shortened to a third of
+        delivery_timeout, so that the init container too gets three words per bound."""
+        return min(self.lease_interval, self.delivery_timeout / 3)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> TransferSettings:
@@ -234,13 +252,15 @@ def decorate_pod(pod: dict[str, Any], main_container: str, mount_path: str, sett
     image = settings.image or str(main.get("image") or "")
 
     def container(name: str, per: int, marker: str, bound: int, code: int, read_only: bool) -> dict[str, Any]:
+        args = (CONTROL_PATH, str(per), marker, str(bound), str(code), LEASE_FILE)
         c: dict[str, Any] = {
             "name": name,
             "image": image,
-            "command": ["sh", "-c", WAIT_SCRIPT, name, CONTROL_PATH, str(per), marker, str(bound), str(code)],
+            "command": ["sh", "-c", WAIT_SCRIPT, name, *args],
             "volumeMounts": [
                 {"name": mount["name"], "mountPath": mount_path, "readOnly": read_only},
                 {"name": CONTROL_VOLUME, "mountPath": CONTROL_PATH},
+                {"name": LEASE_VOLUME, "mountPath": LEASE_PATH, "readOnly": True},
             ],
             "resources": copy.deepcopy(dict(settings.resources)),
             # the script's last words (e.g. "this image has no tar") become the status message
@@ -260,12 +280,45 @@ def decorate_pod(pod: dict[str, Any], main_container: str, mount_path: str, sett
         container(KEEPER_CONTAINER, KEEPER_LOOKS_PER_SECOND, "released", s.keep_timeout, 0, read_only=True)
     )
     spec["containers"] = containers
-    spec.setdefault("volumes", []).append({"name": CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}})
+    main.setdefault("volumeMounts", []).append({"name": CONTROL_VOLUME, "mountPath": CONTROL_PATH, "readOnly": True})
+    main["livenessProbe"] = lapse_probe(s)
+    annotations_file = {"path": LEASE_FILE.rsplit("/", 1)[1], "fieldRef": {"fieldPath": "metadata.annotations"}}
+    spec.setdefault("volumes", []).extend(
+        [
+            {"name": CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}},
+            {"name": LEASE_VOLUME, "downwardAPI": {"items": [annotations_file]}},
+        ]
+    )
     meta = pod.setdefault("metadata", {})
     annotations = meta.get("annotations") or {}
     annotations[ANNOTATION] = f"kubectl-cp; delivery-timeout={s.delivery_timeout}s; keep-timeout={s.keep_timeout}s"
     meta["annotations"] = annotations
     return image
+
+
+def lapse_probe(settings: TransferSettings) -> dict[str, Any]:
+    """The job container's liveness probe: it fails once the keeper left LAPSED_MARKER, and the kubelet stops
+    the job (TERM, KILL after the pod's grace period). Not before keep_timeout: the keeper cannot give up sooner.
+
+    One look per lease interval or per 10 s, whichever is shorter; three failures in a row, so that one
+    probe slowed past its timeout on a busy node never stops a job whose launcher is alive."""
+    return {
+        "exec": {"command": ["sh", "-c", PROBE_SCRIPT, "kubectl-launcher-probe", f"{CONTROL_PATH}/{LAPSED_MARKER}"]},
+        "initialDelaySeconds": settings.keep_timeout,
+        "periodSeconds": max(1, min(10, int(settings.lease_interval))),
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+
+
+def lease_word(annotations: str) -> str | None:
+    """The site lease's token in a downward-API ``metadata.annotations`` file (``key="value"`` lines, Go-quoted,
+    the last without a newline), as WAIT_SCRIPT reads it; None when the pod carries none yet."""
+    for line in annotations.split("\n"):
+        key, sep, value = line.partition("=")
+        if sep and key == LEASE_ANNOTATION:
+            return value
+    return None
 
 
 def container_state(pod: Mapping[str, Any], key: str, name: str) -> dict[str, Any]:
@@ -308,7 +361,7 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
     text = f"{error.stderr} {error}".lower()
     if error.returncode in (126, 127) or "executable file not found" in text:
         return TransferError(
-            f"image {image!r} has no tar (or sh): kubectl cp and the workspace transfer run them in "
+            f"image {image!r} has no tar (or sh): the workspace transfer runs them in "
             f"the container; set workspace_transfer.image to an image that has them [{error}]"
         )
     return None
@@ -320,11 +373,6 @@ def tool_missing_failure(error: KubectlError, image: str) -> TransferError | Non
 def script_command(script: str, *args: str) -> tuple[str, ...]:
     """Run one of the scripts above; ``args`` become its $1, $2, ..."""
     return ("sh", "-c", script, "kubectl-launcher", *args)
-
-
-def tar_out_command(folder: str) -> tuple[str, ...]:
-    """``folder`` as a tar stream on stdout (run in the keeper)."""
-    return ("tar", "cf", "-", "-C", folder, ".")
 
 
 def stage_path(mount_path: str, attempt: int) -> str:

@@ -1,7 +1,7 @@
-"""A step of the transfer (a delivery, a collection): what it knows, its listing in the pod, and the one
-place it is redone, whole, within one deadline.
+"""A step of the transfer (a delivery, a collection): what it knows, and the one place it is redone,
+whole, within one deadline.
 
-A ``kubectl cp`` or a ``tar`` stream that failed half-way leaves a staging folder in the pod, or a
+A delivery stream or a results stream that failed half-way leaves a staging folder in the pod, or a
 partial archive here, that a second try of the same command would build on: the whole step has to be
 done again (a fresh staging folder, a fresh temp folder). The seam cannot do that, so this is the
 transfer's only retry, and the commands inside a step go to the seam as not idempotent: the seam runs
@@ -13,8 +13,10 @@ command in a step gets ``command_timeout``, shortened to what is left of that de
 starts that would reach it. So a collection runs ``tar`` at most ``attempts`` times and ends within
 ``transfer_timeout``, whatever the seam's own retry settings are.
 
-Not redone: results that try to leave their folder (UnsafeArchiveError), a command the server refused
-(KubectlRejected), an image without tar or sh. Another try cannot make them better.
+A delivery that arrived damaged (the pod's check failed: nothing was placed) is redone here like any
+other failed attempt. Not redone: results that try to leave their folder, or a job folder that is a
+symlink (UnsafeArchiveError), a command the server refused (KubectlRejected), an image without tar or
+sh. Another try cannot make them better.
 """
 
 from __future__ import annotations
@@ -22,16 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.errors import KubectlError, KubectlRejected, TransferError, UnsafeArchiveError
-from kubectl_launcher.objects.job_pod import JobPod
-from kubectl_launcher.transfer import archive
-from kubectl_launcher.transfer.pod_side import LIST_SCRIPT, TransferSettings, script_command, tool_missing_failure
+from kubectl_launcher.transfer.pod_side import TransferSettings, tool_missing_failure
 
 T = TypeVar("T")
 
@@ -64,10 +63,7 @@ class Job:
 
     def scratch(self, name: str) -> str:
         """A fresh, empty local folder for one attempt (the caller removes it)."""
-        base = self.own_dir
-        if name == "outbox" and ":" in base:  # kubectl cp reads a ':' in a local path as "pod:path"
-            return tempfile.mkdtemp(prefix=f"kubectl-launcher-{name}-")
-        path = os.path.join(base, name)
+        path = os.path.join(self.own_dir, name)
         shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path)
         return path
@@ -75,24 +71,6 @@ class Job:
     def redo(self, what: str, step: Callable[[int, Deadline], T], *, image: str) -> T:
         """``step`` under the bound of the module docstring (see `redo`)."""
         return redo(what, step, settings=self.settings, clock=self.clock, sleep=self.sleep, log=self.log, image=image)
-
-
-def list_in_pod(
-    job: Job, pod: JobPod, container: str, folder: str, scratch: str, *, purpose: str, deadline: Deadline
-) -> archive.PodListing:
-    """The listing script's view of ``folder`` in the pod: entries, and checksums or a byte total."""
-    path = os.path.join(scratch, "listing.txt")
-    checksums = "1" if job.settings.verify_checksums else "0"
-    pod.exec(
-        container,
-        script_command(LIST_SCRIPT, folder, checksums),
-        stdout_path=path,
-        timeout=job.settings.command_timeout,
-        total_timeout=deadline.remaining("list the files in the pod"),
-        purpose=purpose,
-    )
-    with open(path, "rb") as f:
-        return archive.parse_pod_listing(f.read())
 
 
 class Deadline:

@@ -13,7 +13,8 @@ that holds it after the job process exits (pod_side.py: both, their lease and th
 * init container running → deliver the workspace (delivery.py);
 * main container terminated, keeper running → collect the results, then release the keeper
   (collection.py);
-* otherwise, while the keeper runs → renew its lease when due (lease.py).
+* otherwise, while the keeper runs → renew its lease when due (lease.py), unless the pod carries our labels:
+  then the site's one lease renews it (site_lease.py), joined on the first look, left once finished or closed.
 
 A step runs on a background thread (background.Task), never in the handle's: ``advance`` starts it,
 waits at most ``advance_wait`` seconds for it (a small delivery is done by then), and returns. A later
@@ -147,6 +148,7 @@ class WorkspaceTransfer:
         if self._main is None:
             raise TransferError("the workspace transfer's decorate() was never called for this pod")
         job_pod = JobPod(kubectl, str((pod.get("metadata") or {}).get("name") or ""), logger=self.log)
+        self.lease.attach(kubectl, pod)  # the site's one annotate renews it from now on (lease.py)
         phase = (pod.get("status") or {}).get("phase")
         init = container_state(pod, "initContainerStatuses", INIT_CONTAINER)
         main = container_state(pod, "containerStatuses", self._main)
@@ -160,7 +162,7 @@ class WorkspaceTransfer:
                     self._fail(error)
                 self.delivered = True  # exit code 0 is our marker: an earlier placement went through, its answer lost
             elif phase in ("Succeeded", "Failed"):
-                self._finished = True  # ended before its workspace was wanted: nothing to collect
+                self._finish()  # ended before its workspace was wanted: nothing to collect
             return None
         if "terminated" in main:
             if "running" in keeper:
@@ -199,9 +201,14 @@ class WorkspaceTransfer:
             self.lease.renewed_now()
         elif kind == _COLLECT:
             self.collected = True
-            self._finished = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """Nothing more to do for this pod: no more word to it either."""
+        self._finished = True
+        self.lease.lapse()
 
     def _fail(self, error: TransferError) -> NoReturn:
-        self._finished = True
+        self._finish()
         self.error = error
         raise error

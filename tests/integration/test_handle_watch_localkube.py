@@ -38,7 +38,7 @@ from tests.integration.test_pod_watch_localkube import (
 pytestmark = pytest.mark.integration
 
 SITE = "site-1"
-OUTAGE = 5.0  # seconds the API refuses connections (the watch's path; the issue's 60 s is the same path)
+OUTAGE = 60.0  # seconds the API refuses connections, as issue 10 asks (the watch's own tests use 5 s)
 
 
 @dataclass
@@ -168,6 +168,27 @@ def test_a_watch_cut_during_a_job_is_resumed_and_the_job_keeps_its_state(site: S
 
 
 @pytest.mark.double_only
+def test_a_resource_version_compacted_away_relists_and_every_job_keeps_its_state(site: Site) -> None:
+    handles = {n: site.start(n) for n in ("first", "second")}
+    assert all(running(h) for h in handles.values())
+    assert wait_until(lambda: site.open_watches() == 1, timeout=30)
+    site.maker.run(("run", "not-ours", "--image", "local/sh:1", "--restart", "Never", "--", "sleep", "3600"))
+    site.cluster.call(lambda store: store.compact())  # our watch's resourceVersion is gone
+    site.cluster.faults.cut_watches()
+    # The resumed watch is told 410 Gone: one list again, then a watch from that list.
+    assert wait_until(lambda: site.requests(watch=False) == 2 and site.open_watches() == 1, timeout=30)
+    assert [h.poll() for h in handles.values()] == [127, 127]
+    site.open_gate("first")
+    handles["first"].wait()
+    site.cluster.call(lambda store: store.delete("pods", "default", "second", grace=0))
+    handles["second"].wait()
+    assert [h.poll() for h in handles.values()] == [0, 9]
+    assert [h.terminal_state for h in handles.values()] == [JobState.SUCCEEDED, JobState.TERMINATED]
+    assert site.requests(watch=False) == 2 and site.processes.most == 1
+    site.maker.run(("delete", "pod", "not-ours", "--wait=false"))
+
+
+@pytest.mark.double_only
 def test_an_api_refusing_connections_for_a_while_fails_no_job(site: Site) -> None:
     handles = {n: site.start(n) for n in ("a", "b", "c")}
     assert all(running(h) for h in handles.values())
@@ -175,8 +196,16 @@ def test_an_api_refusing_connections_for_a_while_fails_no_job(site: Site) -> Non
     site.cluster.faults.refuse_connections(OUTAGE)
     site.cluster.faults.cut_watches()  # a closed listener keeps open connections: end ours too
     assert wait_until(lambda: site.processes.watches >= 2, timeout=30)
-    assert [h.poll() for h in handles.values()] == [127, 127, 127]  # unknown while down, never failed
+    down_since = site.processes.lists
+    for _ in range(int(OUTAGE / 10) - 1):  # looked at through the outage, every 10 s
+        threading.Event().wait(10)
+        assert [h.poll() for h in handles.values()] == [127, 127, 127]  # unknown while down, never failed
+        assert all(h.terminal_state is None for h in handles.values())
     assert wait_until(lambda: site.open_watches() == 1, timeout=OUTAGE + 60)
+    # One kubectl at a time for the whole site, never one per job: the backoff (0.25 s doubling to at
+    # most 2 s, jittered) lists at most about once a second for three jobs as for one.
+    assert site.processes.most == 1
+    assert site.processes.lists - down_since <= 2 + int(OUTAGE)
     for name in handles:
         site.open_gate(name)
     for handle in handles.values():
@@ -196,6 +225,7 @@ def test_a_stopped_launcher_leaves_no_kubectl_and_a_new_handle_starts_a_new_watc
     assert not site.watch().running and kubectl_children() == []
     again = site.start("three")
     assert running(again)
+    assert wait_until(lambda: site.processes.watches == 2, timeout=30)  # the list answers first
     assert site.requests(watch=False) == 2 and site.processes.watches == 2
     site.open_gate("three")
     again.wait()

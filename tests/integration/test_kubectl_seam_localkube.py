@@ -146,6 +146,10 @@ def test_a_watch_the_server_cuts_ends_with_exit_code_0(local_cluster: Any, kubec
         wait_until(lambda: kubectl_processes("test=seam-cut"), timeout=30)
         assert stream.read(timeout=1.0) == []  # no pods: nothing to say, still running
         assert not stream.ended
+        # kubectl lists first and watches moments later: cut only a watch the double holds
+        wait_until(
+            lambda: any("watch=true" in r.query and "seam-cut" in r.query for r in local_cluster.requests), timeout=30
+        )
         local_cluster.faults.cut_watches()
         result = stream.wait(30)
     finally:

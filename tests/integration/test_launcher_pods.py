@@ -216,9 +216,9 @@ def test_insufficient_cpu_fails_after_pending_timeout(make_site: Callable[[str],
 def test_terminate_removes_the_pod_and_the_credential_secret(make_site: Callable[[str], Site]) -> None:
     site = make_site(module_source(0, sleep=300))
     handle = site.launch()
-    pod, secret = site.objects()
-    assert pod is not None and secret is not None
-    assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    # The credential Secret may be gone already (deleted once the job container started; its
+    # ownerReference is checked in test_relaunch_localkube's pending case).
+    assert site.objects()[0] is not None
     handle.terminate()
     assert handle.poll() == JobReturnCode.ABORTED
     assert wait_gone(site) == (None, None)

@@ -208,6 +208,7 @@ def test_a_cut_watch_is_resumed_from_the_last_resource_version_without_a_list(si
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
     wait_until(lambda: phase(sub) == "Running", timeout=60)
+    wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answers first: fault an open watch
     last_rv = sub.latest().pod["metadata"]["resourceVersion"]  # type: ignore[index]
     site.cluster.faults.cut_watches()
     wait_until(lambda: len(site.requests(watch=True)) == 2, timeout=30)
@@ -223,6 +224,7 @@ def test_a_resource_version_compacted_away_makes_the_watch_list_again(site: Site
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
     wait_until(lambda: phase(sub) == "Running", timeout=60)
+    wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answers first: fault an open watch
     site.pod("not-ours", "sleep 3600", labels={"app": "other"})  # moves the store past our last version
     site.cluster.call(lambda store: store.compact())
     site.cluster.faults.cut_watches()
@@ -238,6 +240,7 @@ def test_a_gap_in_the_watch_reconciles_every_subscriber_pods_deleted_meanwhile_a
     site.pod("b", "sleep 3600")
     a, b = site.watch.subscribe("a"), site.watch.subscribe("b")
     wait_until(lambda: phase(a) == "Running" and phase(b) == "Running", timeout=60)
+    wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answers first: fault an open watch
     site.cluster.faults.api_errors(503, verbs=["watch"])  # lists work, watches do not
     site.cluster.faults.cut_watches()
     site.cluster.call(lambda store: store.delete("pods", "default", "b", grace=0))  # seen by no watch
@@ -254,6 +257,7 @@ def test_while_the_api_refuses_connections_subscribers_keep_the_last_pod_and_rec
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
     wait_until(lambda: phase(sub) == "Running", timeout=60)
+    wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answers first: fault an open watch
     site.cluster.faults.refuse_connections(OUTAGE)
     site.cluster.faults.cut_watches()  # a closed listener keeps open connections: end ours too
     down = wait_until(lambda: (read := sub.latest()).status is UNAVAILABLE and read, timeout=30)
@@ -272,6 +276,7 @@ def test_a_refused_watch_says_so_and_the_handle_can_count_its_refusal(site: Site
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
     wait_until(lambda: phase(sub) == "Running", timeout=60)
+    wait_until(lambda: site.open_watches() == 1, timeout=30)  # the list answers first: fault an open watch
     site.cluster.faults.api_errors(403, paths=["/api/v1/namespaces/default/pods"], verbs=["list", "watch"])
     site.cluster.faults.cut_watches()
     refused = wait_until(lambda: (read := sub.latest()).permanent and read, timeout=30)

@@ -19,6 +19,8 @@ from nvflare.apis.job_launcher_spec import JobReturnCode
 from kubectl_launcher.errors import TransferError, UnsafeArchiveError
 from kubectl_launcher.handle import K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
+from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.kubectl.runner import Runner
 from kubectl_launcher.transfer import pod_side
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
@@ -70,9 +72,27 @@ def _pod(script: str) -> dict[str, Any]:
 class Run:
     """One pod created from a manifest decorated by the transfer, and a loop that plays the handle."""
 
-    def __init__(self, cluster: Any, kubectl_path: str, tmp_path: Path, ws: Path, script: str, **settings: Any):
+    def __init__(
+        self,
+        cluster: Any,
+        kubectl_path: str,
+        tmp_path: Path,
+        ws: Path,
+        script: str,
+        *,
+        journal: Journal | None = None,
+        runner: Runner | None = None,
+        tweak: Callable[[dict[str, Any]], None] | None = None,
+        **settings: Any,
+    ):
+        # runner: the real one unless a test wraps it (still the real kubectl); tweak: the decorated pod
         self.kubectl = Kubectl(
-            kubeconfig=cluster.kubeconfig_path, kubectl=kubectl_path, cache_dir=cluster.cache_dir, retries=0
+            kubeconfig=cluster.kubeconfig_path,
+            kubectl=kubectl_path,
+            cache_dir=cluster.cache_dir,
+            retries=0,
+            journal=journal,
+            runner=runner,
         )
         # each look waits for the step it starts: these tests play the handle one look at a time
         self.transfer = WorkspaceTransfer(
@@ -80,6 +100,8 @@ class Run:
         )
         manifest = _pod(script)
         self.transfer.decorate(manifest, "main")
+        if tweak is not None:
+            tweak(manifest)
         path = tmp_path / "pod.json"
         path.write_text(json.dumps(manifest))
         self.kubectl.run(("apply", "-f", str(path)))

@@ -219,3 +219,66 @@ def test_check_results_extracts_and_compares_with_the_pods_listing_in_one_step(t
     _tar(tmp_path / "evil.tar", [("l", "passwd", "/etc/passwd")])
     with pytest.raises(UnsafeArchiveError):
         archive.check_results(str(tmp_path / "evil.tar"), str(tmp_path / "evil"), archive.PodListing(2, {}, None))
+
+
+def test_the_listing_that_follows_the_archive_in_the_same_stream_is_what_the_results_are_checked_against(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.bin").write_bytes(b"weights")
+    digest = archive.sha256_file(str(src / "model.bin"))
+
+    def stream(name: str, listing: bytes) -> str:
+        path = tmp_path / name
+        with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
+            tf.add(src, arcname=".")
+        with open(path, "ab") as f:  # after tar's end-of-archive and its zero padding, as the keeper prints it
+            f.write(listing)
+        return str(path)
+
+    ok = stream("ok", f"entries 2\nsha256\n{digest}  ./model.bin\n".encode())
+    assert archive.check_results(ok, str(tmp_path / "ok-tree")).total_bytes == 7
+    with pytest.raises(TransferError, match="differs"):
+        archive.check_results(
+            stream("bad", f"entries 2\nsha256\n{'0' * 64}  ./model.bin\n".encode()), str(tmp_path / "b")
+        )
+    with pytest.raises(TransferError, match="lists 3 entries"):
+        archive.check_results(stream("count", b"entries 3\nbytes 7\n"), str(tmp_path / "c"))
+    with pytest.raises(TransferError, match="no entry count"):
+        archive.check_results(stream("none", b""), str(tmp_path / "n"))
+
+
+def test_results_pass_tarfiles_data_filter_which_drops_group_and_other_write_bits(tmp_path: Path) -> None:
+    path = tmp_path / "r.tar"
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo("shared.txt")
+        info.size, info.mode = 2, 0o6666  # setuid, setgid, writable by all
+        tf.addfile(info, io.BytesIO(b"hi"))
+    archive.extract_results(str(path), str(tmp_path / "out"))
+    assert os.stat(tmp_path / "out/shared.txt").st_mode & 0o7777 == 0o644
+
+
+def test_a_bundle_holds_regular_files_only_and_sums_for_the_names_sha256sum_reads_back(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("same inode")
+    os.link(src / "a.txt", src / "b.txt")  # two names of one file: still two regular members
+    (src / "new\nline.txt").write_text("odd name")
+    staging = tmp_path / "staging"
+    manifest = delivery.stage_bundle([(str(src), "job", ())], str(staging))
+    delivery.write_bundle(str(staging), manifest, str(tmp_path / "bundle.tar"))
+    with tarfile.open(tmp_path / "bundle.tar") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+        sums = tf.extractfile("sha256").read().decode()  # type: ignore[union-attr]
+    assert sorted(members) == [
+        "sha256",
+        "tree",
+        "tree/job",
+        "tree/job/a.txt",
+        "tree/job/b.txt",
+        "tree/job/new\nline.txt",
+    ]
+    assert all(m.isreg() or m.isdir() for m in members.values())
+    assert {(m.uid, m.gid, m.uname) for m in members.values()} == {(0, 0, "")}
+    assert sums.splitlines() == [f"{manifest.entries[f'job/{n}'].sha256}  ./job/{n}" for n in ("a.txt", "b.txt")]

@@ -16,6 +16,7 @@ from nvflare.apis.job_launcher_spec import JobReturnCode
 from kubectl_launcher.errors import KubectlError
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
+from kubectl_launcher.kubectl.redact import Redactor
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.unit.test_launcher import JOB, SIGNATURE, TOKEN, FakeCluster, job_meta, make_ctx, make_launcher
 from tests.unit.test_launcher import site as site
@@ -64,3 +65,23 @@ def test_a_secret_registered_through_a_job_copy_is_hidden_by_the_site_and_every_
     for journal in (site_journal, second):
         text = Path(journal.sh_path).read_text() + Path(journal.jsonl_path).read_text()
         assert "refused" in text and TOKEN not in text
+
+
+def test_a_value_that_is_a_public_identifier_is_not_registered_as_a_secret() -> None:
+    # NVFlare's server uses the job id as the job's token: masking it would break the job's journal lines.
+    redactor = Redactor()
+    job_id = "5d1c0f7e-aaaa-bbbb-cccc-000000000001"
+    redactor.declare_public(job_id, f"j{job_id[1:]}-server-b3eacd33")
+    redactor.add(job_id)
+    redactor.add("a-real-token-0042")
+    assert redactor.text(f"get pod j{job_id[1:]}-server-b3eacd33 -n {job_id}") == (
+        f"get pod j{job_id[1:]}-server-b3eacd33 -n {job_id}"
+    )
+    assert redactor.text("token a-real-token-0042") == "token ***"
+
+
+def test_declaring_an_identifier_public_drops_a_secret_registered_before_it() -> None:
+    redactor = Redactor()
+    redactor.add("job-0123456789")
+    redactor.declare_public("job-0123456789-site-1-f505dccd")
+    assert redactor.text("job-0123456789") == "job-0123456789"

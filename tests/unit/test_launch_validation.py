@@ -93,6 +93,7 @@ def test_a_security_context_is_a_mapping_of_known_fields() -> None:
         (job_meta(image="nvflare/job:2.9\n"), "is not a container image reference"),
         ({**job_meta(), "job_id": "---"}, "job id '---' gives the pod name"),
         ({**job_meta(), "job_id": "j" * 5000}, "paths must stay under 4095 bytes"),
+        ({**job_meta(), "job_id": "j" * 300}, "a name must stay under 255 bytes"),
     ],
 )
 def test_bad_launch_input_is_refused_before_any_kubectl_command(site: Path, meta: dict[str, Any], words: str) -> None:  # noqa: F811

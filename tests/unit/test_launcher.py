@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from kubectl_launcher.domain.names import study_dataset_volume_name
 from kubectl_launcher.domain.pod_status import JobState
 from kubectl_launcher.errors import ConfigError, KubectlForbidden
 from kubectl_launcher.kubectl import CommandResult, commands
+from kubectl_launcher.transfer import pod_side
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 from tests.support.scripted_streamer import ScriptedProcess, ScriptedRun
 
@@ -105,6 +107,9 @@ class FakeCluster(ScriptedRunner):
         if args[:2] == ("get", "--raw"):  # the site's pod watch: its list (the watch is stream())
             items = list(self.pods.values())
             return 0, json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}), ""
+        if args[:3] == ("get", "pods", "--selector"):  # the take-over's listing of the site's pods
+            items = list(self.pods.values())
+            return 0, json.dumps({"kind": "PodList", "items": items}), ""
         if verb == "get" and "/" in args[1]:  # metadata of several objects, one line each
             lines = []
             for ref in args[1 : args.index("--ignore-not-found")]:
@@ -173,7 +178,7 @@ class FakeCluster(ScriptedRunner):
         """Each command as `verb kind-or-flag` for sequence assertions, setup commands left out."""
         shown = []
         for args in self.calls:
-            if args[0] in ("version", "config"):
+            if args[0] in ("version", "config") or args[:3] == ("get", "pods", "--selector"):  # setup, take-over
                 continue
             if args[:2] == ("get", "--raw"):
                 shown.append(WATCH_LIST)
@@ -374,7 +379,8 @@ def test_journals_record_every_command_and_the_rebuild_line_of_the_startup_secre
     site_lines = (site / "kubectl-launcher" / "journal.jsonl").read_text().splitlines()
     assert len(job_lines) == 3  # the launch; the handle reads through the site's pod watch
     site_entries = [json.loads(line) for line in site_lines]
-    assert len([e for e in site_entries if e["purpose"] != "watch"]) == 3 + 2  # plus the setup check
+    # plus the setup check and the take-over's listing of the site's pods
+    assert len([e for e in site_entries if e["purpose"] != "watch"]) == 3 + 2 + 1
     assert next(e["argv"][-2] for e in site_entries if e["purpose"] == "watch") == "--raw"  # the watch's list
     setup = site_entries[:2]
     assert [e["purpose"] for e in setup] == ["setup", "setup"]
@@ -477,7 +483,15 @@ def test_workspace_transfer_adds_its_containers_and_leaves_the_main_one_as_upstr
     make_launcher(moved, site, workspace_transfer={"keep_timeout": 600}).launch_job(job_meta(), make_ctx(site))
     with_transfer = moved.pods[POD]["spec"]
     without = plain.pods[POD]["spec"]
-    assert with_transfer["containers"][0] == without["containers"][0]
+    main = copy.deepcopy(with_transfer["containers"][0])
+    # allowed differences, and only these: the lease's liveness probe and the control folder, read-only
+    assert main.pop("livenessProbe")["exec"]["command"][:3] == ["sh", "-c", pod_side.PROBE_SCRIPT]
+    assert main["volumeMounts"].pop() == {
+        "name": "kubectl-launcher-control",
+        "mountPath": "/kubectl-launcher",
+        "readOnly": True,
+    }
+    assert main == without["containers"][0]
     assert "initContainers" not in without and len(without["containers"]) == 1
     assert [c["name"] for c in with_transfer["initContainers"]] == ["kubectl-launcher-init"]
     assert [c["name"] for c in with_transfer["containers"][1:]] == ["kubectl-launcher-keeper"]

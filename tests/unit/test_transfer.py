@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import tarfile
 import threading
 import time
@@ -21,7 +22,7 @@ from kubectl_launcher.errors import ConfigError, TransferError, UnsafeArchiveErr
 from kubectl_launcher.kubectl import CommandResult, Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
-from kubectl_launcher.transfer import archive, background, excludes, pod_side
+from kubectl_launcher.transfer import archive, background, excludes, pod_scripts, pod_side
 from kubectl_launcher.transfer.pod_side import TransferSettings
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
@@ -48,7 +49,13 @@ class Clock:
 
 
 class FakePod(ScriptedRunner):
-    """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test."""
+    """A Runner that plays one pod: its volumes are local folders; unexpected commands fail the test.
+
+    The delivery and collection scripts are the real ones, run by the local ``sh`` on those folders (their
+    pod paths mapped to them), so these tests exercise the scripts as well as the launcher's side.
+    """
+
+    takes_stdin_file = True  # the delivery's tar comes as a file
 
     def __init__(self, root: Path, clock: Clock | None = None) -> None:
         super().__init__()
@@ -60,11 +67,16 @@ class FakePod(ScriptedRunner):
         self.ws.mkdir()
         self.ctl.mkdir()
         self.calls: list[tuple[str, ...]] = []
-        #: kind ("cp", "tar", "list", "prepare", "place", "lease", "release") -> results to give instead
+        #: kind ("deliver", "collect", "lease", "release") -> results to give instead
         self.faults: dict[str, list[CommandResult]] = {}
+        #: writes the collection's stream instead of the script (hostile archives)
         self.tar_override: Callable[[str], None] | None = None
-        #: kind ("cp", "tar") -> runs before the command; False: the pod's waiting script gave up meanwhile
+        #: changes the delivery's stream before the script reads it (a stream damaged on the way)
+        self.stream_override: Callable[[bytes], bytes] | None = None
+        #: kind ("deliver", "collect") -> runs before the command; False: the pod's waiting script gave up meanwhile
         self.slow: dict[str, Callable[[], bool]] = {}
+        #: a PATH for the scripts (an image without sha256sum); None: the test's own
+        self.path: str | None = None
 
     def local(self, pod_path: str) -> Path:
         for prefix, base in ((pod_side.CONTROL_PATH, self.ctl), (WMP, self.ws)):
@@ -77,28 +89,30 @@ class FakePod(ScriptedRunner):
 
     @staticmethod
     def _kind(args: Sequence[str]) -> str:
-        if args[0] == "cp":
-            return "cp"
-        assert args[0] == "exec" and args[2] == "--container" and args[4] == "--", args
-        if args[5] == "tar":
-            return "tar"
-        script = args[7]
+        assert args[0] == "exec" and args[2] == "--container", args
+        body = args[args.index("--") + 1 :]
+        assert body[:2] == ("sh", "-c") and body[3] == "kubectl-launcher", args
         for kind, text in (
-            ("list", pod_side.LIST_SCRIPT),
-            ("prepare", pod_side.PREPARE_SCRIPT),
-            ("place", pod_side.PLACE_SCRIPT),
+            ("deliver", pod_scripts.DELIVER_SCRIPT),
+            ("collect", pod_scripts.COLLECT_SCRIPT),
             ("lease", pod_side.LEASE_SCRIPT),
             ("release", pod_side.RELEASE_SCRIPT),
         ):
-            if script == text:
+            if body[2] == text:
                 return kind
-        raise AssertionError(f"unexpected script: {script!r}")
+        raise AssertionError(f"unexpected script: {body[2]!r}")
+
+    @staticmethod
+    def params(args: Sequence[str]) -> tuple[str, ...]:
+        """The script's positional parameters ($1, $2, ...)."""
+        return tuple(args[args.index("--") + 5 :])
 
     def answer(self, call: RunnerCall) -> CommandResult:
         argv, stdout_path = call.argv, call.stdout_path
         args = argv[argv.index("--request-timeout") + 2 :]
         self.calls.append(args)
         kind = self._kind(args)
+        assert (call.stdin_file is not None) == (kind == "deliver") == ("--stdin" in args), args
         if kind in self.takes:
             assert self.clock is not None
             self.clock.now += min(self.takes[kind], call.timeout)
@@ -112,8 +126,7 @@ class FakePod(ScriptedRunner):
             if stdout_path:
                 Path(stdout_path).write_bytes(b"")
             return CommandResult(argv, result.returncode, "", result.stderr)
-        getattr(self, f"_{kind}")(args, stdout_path)
-        return CommandResult(argv, 0)
+        return getattr(self, f"_{kind}")(call, self.params(args))
 
     def lasting(self, bound: int) -> Callable[[], bool]:
         """A command that lasts three times the waiting script's bound, counted as that script does.
@@ -135,47 +148,45 @@ class FakePod(ScriptedRunner):
 
         return run
 
-    def _cp(self, args: tuple[str, ...], _: str | None) -> None:
-        src, dest = args[3], args[4]
-        assert dest.startswith(f"{POD}:")
-        target = self.local(dest.split(":", 1)[1])
-        assert not target.exists(), "the destination must be fresh, or kubectl cp nests"
-        shutil.copytree(src, target, symlinks=True)
+    def _sh(self, call: RunnerCall, script: str, params: Sequence[str], stdin: bytes | None = None) -> CommandResult:
+        env = {"PATH": self.path or os.environ["PATH"], "LC_ALL": "C"}
+        with open(call.stdout_path or os.devnull, "wb") as out:
+            done = subprocess.run(
+                ["sh", "-c", script, "kubectl-launcher", *params],
+                input=stdin,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=env,
+                check=False,
+                timeout=60,
+            )
+        stderr = done.stderr.decode()
+        if done.returncode:  # what kubectl adds for a command that failed in the container
+            stderr += f"command terminated with exit code {done.returncode}\n"
+        return CommandResult(call.argv, done.returncode, "", stderr)
 
-    def _list(self, args: tuple[str, ...], stdout_path: str | None) -> None:
-        tree = archive.scan_tree(str(self.local(args[9])))
-        lines = [f"entries {len(tree.entries)}", "sha256"]
-        lines += [f"{e.sha256}  ./{rel}" for rel, e in tree.entries.items() if e.kind == "f"]
-        assert stdout_path
-        Path(stdout_path).write_bytes(("\n".join(lines) + "\n").encode())
+    def _deliver(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
+        assert call.stdin_file is not None
+        stream = call.stdin_file.read()
+        if self.stream_override is not None:
+            stream = self.stream_override(stream)
+        mapped = (str(self.local(params[0])), str(self.local(params[1])), params[2], str(self.local(params[3])))
+        return self._sh(call, pod_scripts.DELIVER_SCRIPT, mapped + params[4:], stream)
 
-    def _prepare(self, args: tuple[str, ...], _: str | None) -> None:
-        for p in self.ws.glob(pod_side.STAGE_PREFIX + "*"):
-            shutil.rmtree(p)
-        (self.local(args[10]) / "lease").write_text(args[11])
-
-    def _place(self, args: tuple[str, ...], _: str | None) -> None:
-        stage, ctl = self.local(args[10]), self.local(args[11])
-        for name in args[12:]:
-            if (stage / name).exists():
-                shutil.rmtree(self.ws / name, ignore_errors=True)
-                (stage / name).rename(self.ws / name)
-        shutil.rmtree(stage)
-        (ctl / "delivered").touch()
-
-    def _lease(self, args: tuple[str, ...], _: str | None) -> None:
-        (self.local(args[9]) / "lease").write_text(args[10])
-
-    def _release(self, args: tuple[str, ...], _: str | None) -> None:
-        (self.local(args[9]) / "released").touch()
-
-    def _tar(self, args: tuple[str, ...], stdout_path: str | None) -> None:
-        assert stdout_path and args[8:] == ("-C", f"{WMP}/{JOB}", ".")
+    def _collect(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
+        assert call.stdout_path and params[0] == WMP and params[1] == JOB
         if self.tar_override is not None:
-            self.tar_override(stdout_path)
-            return
-        with tarfile.open(stdout_path, "w", format=tarfile.GNU_FORMAT) as tf:
-            tf.add(self.local(args[9]), arcname=".")
+            self.tar_override(call.stdout_path)
+            return CommandResult(call.argv, 0)
+        return self._sh(call, pod_scripts.COLLECT_SCRIPT, (str(self.local(params[0])), *params[1:]))
+
+    def _lease(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
+        (self.local(params[0]) / "lease").write_text(params[1])
+        return CommandResult(call.argv, 0)
+
+    def _release(self, call: RunnerCall, params: tuple[str, ...]) -> CommandResult:
+        (self.local(params[0]) / "released").touch()
+        return CommandResult(call.argv, 0)
 
 
 def _pod(
@@ -268,7 +279,15 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
     main_before = copy.deepcopy(manifest["spec"]["containers"][0])
     t.decorate(manifest, "main")
     spec = manifest["spec"]
-    assert spec["containers"][0] == main_before
+    main = copy.deepcopy(spec["containers"][0])
+    # the only two additions to upstream's main container: the lapse probe, and the control folder read-only
+    assert main.pop("livenessProbe") == pod_side.lapse_probe(TransferSettings())
+    assert main["volumeMounts"].pop() == {
+        "name": pod_side.CONTROL_VOLUME,
+        "mountPath": pod_side.CONTROL_PATH,
+        "readOnly": True,
+    }
+    assert main == main_before
     init, keeper = spec["initContainers"][0], spec["containers"][1]
     assert (init["name"], keeper["name"]) == (pod_side.INIT_CONTAINER, pod_side.KEEPER_CONTAINER)
     for c in (init, keeper):
@@ -277,13 +296,15 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
         assert c["securityContext"]["runAsNonRoot"] is True  # the job container's user; no privilege
         assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert c["command"][:3] == ["sh", "-c", pod_side.WAIT_SCRIPT]
-        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH}
-    # looks per second, marker, bound, exit code: the init container looks often (a launch waits
-    # for it), the keeper, which lives as long as the job, once a second
-    assert init["command"][-4:] == ["5", "delivered", "1800", "1"]
-    assert keeper["command"][-4:] == ["1", "released", "900", "0"]
+        assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH, pod_side.LEASE_PATH}
+    # looks per second, marker, bound, exit code, the annotations file: the init container looks often (a
+    # launch waits for it), the keeper, which lives as long as the job, once a second
+    assert init["command"][-5:] == ["5", "delivered", "1800", "1", pod_side.LEASE_FILE]
+    assert keeper["command"][-5:] == ["1", "released", "900", "0", pod_side.LEASE_FILE]
     assert next(m for m in keeper["volumeMounts"] if m["mountPath"] == WMP)["readOnly"] is True
     assert {"name": pod_side.CONTROL_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}} in spec["volumes"]
+    annotations = {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+    assert {"name": pod_side.LEASE_VOLUME, "downwardAPI": {"items": [annotations]}} in spec["volumes"]
     decorated = copy.deepcopy(manifest)
     t.decorate(manifest, "main")
     assert manifest == decorated
@@ -312,7 +333,7 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     t.advance(kubectl, _pod(None))  # init still being created: nothing to do
     assert pod.calls == []
     t.advance(kubectl, _pod("running"))
-    assert pod.kinds() == ["prepare", "cp", "list", "place"]
+    assert pod.kinds() == ["deliver"]
     assert t.delivered and (pod.ctl / "delivered").exists()
     assert (pod.ws / "local/resources.json").read_text() == '{"components": []}'
     assert not (pod.ws / "local/study_data.yaml").exists()
@@ -343,7 +364,7 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     (pod.ws / JOB / "kubectl-launcher/manifest.json").write_text("the job's")
     pod.calls.clear()
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
-    assert pod.kinds() == ["list", "tar", "release"]
+    assert pod.kinds() == ["collect", "release"]
     assert t.finished and t.collected and t.error is None
     assert (site / JOB / "results/model ü.bin").read_bytes() == b"\x00weights" * 1000
     assert (site / JOB / "results/empty").is_dir()
@@ -358,10 +379,10 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
 
 def test_a_failed_copy_is_retried_into_a_fresh_staging_folder(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock())
-    pod.faults["cp"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")]
+    pod.faults["deliver"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")]
     t.advance(_kubectl(pod), _pod("running"))
-    assert pod.kinds() == ["prepare", "cp", "prepare", "cp", "list", "place"]
-    stages = [a[4].split(":", 1)[1] for a in pod.calls if a[0] == "cp"]
+    assert pod.kinds() == ["deliver", "deliver"]
+    stages = [pod.params(a)[3] for a in pod.calls]
     assert stages == [f"{WMP}/{pod_side.STAGE_PREFIX}1", f"{WMP}/{pod_side.STAGE_PREFIX}2"]
     assert t.delivered
 
@@ -372,10 +393,10 @@ def test_a_pod_without_tar_is_reported_naming_the_image(site: Path, pod: FakePod
         'OCI runtime exec failed: exec failed: unable to start container process: exec: "tar": '
         "executable file not found in $PATH: unknown\ncommand terminated with exit code 126"
     )
-    pod.faults["cp"] = [CommandResult(("kubectl",), 126, "", no_tar)]
+    pod.faults["deliver"] = [CommandResult(("kubectl",), 126, "", no_tar)]
     with pytest.raises(TransferError, match=r"registry.example/nvflare-job:2.9.*has no tar"):
         t.advance(_kubectl(pod), _pod("running"))
-    assert pod.kinds() == ["prepare", "cp"]  # not retried: it cannot get better
+    assert pod.kinds() == ["deliver"]  # not retried: it cannot get better
 
 
 def test_an_init_container_that_found_no_tar_is_reported_naming_the_image(site: Path, pod: FakePod) -> None:
@@ -383,7 +404,7 @@ def test_an_init_container_that_found_no_tar_is_reported_naming_the_image(site: 
     status = _pod("terminated", phase="Failed")
     status["status"]["initContainerStatuses"][0]["state"]["terminated"] = {
         "exitCode": 127,
-        "message": "kubectl-launcher: this image has no tar; kubectl cp needs it in the container",
+        "message": "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container",
     }
     with pytest.raises(TransferError, match=r"registry\.example/nvflare-job:2\.9"):
         t.advance(_kubectl(pod), status)
@@ -403,10 +424,10 @@ def test_a_collection_that_keeps_failing_keeps_the_pod_and_names_the_recovering_
     t = _transfer(site, Clock())
     kubectl = _deliver(t, pod)
     before = _snapshot(site)
-    pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 3
+    pod.faults["collect"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 3
     with pytest.raises(TransferError) as err:
         t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
-    assert pod.kinds() == ["list", "tar"] * 3  # no release: the keeper holds the results
+    assert pod.kinds() == ["collect"] * 3  # no release: the keeper holds the results
     expected = f"kubectl --namespace nvflare --request-timeout 30s cp --container {pod_side.KEEPER_CONTAINER} "
     assert t.recovery_command is not None and t.recovery_command.startswith(expected)
     assert t.recovery_command in str(err.value)
@@ -424,17 +445,17 @@ def test_a_truncated_stream_is_retried_and_never_presented_as_complete(site: Pat
     t = _transfer(site, Clock())
     kubectl = _deliver(t, pod)
     (pod.ws / JOB / "big.bin").write_bytes(os.urandom(100_000))
-    real = pod._tar
 
     def cut_short(path: str) -> None:
         pod.tar_override = None
-        real(("exec", POD, "--container", "k", "--", "tar", "cf", "-", "-C", f"{WMP}/{JOB}", "."), path)
+        with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tf:
+            tf.add(pod.ws / JOB, arcname=".")
         data = Path(path).read_bytes()
         Path(path).write_bytes(data[: len(data) // 2])
 
     pod.tar_override = cut_short
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
-    assert pod.kinds() == ["list", "tar", "list", "tar", "release"]
+    assert pod.kinds() == ["collect", "collect", "release"]
     assert (site / JOB / "big.bin").read_bytes() == (pod.ws / JOB / "big.bin").read_bytes()
 
 
@@ -479,7 +500,7 @@ def test_hostile_results_are_refused_and_nothing_outside_the_job_folder_changes(
     with pytest.raises(TransferError) as err:
         t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
     assert isinstance(err.value.__cause__, UnsafeArchiveError)
-    assert pod.kinds() == ["list", "tar"]  # refused at once, not retried, pod kept
+    assert pod.kinds() == ["collect"]  # refused at once, not retried, pod kept
     after_job = _snapshot(site / JOB)
     del after_job["kubectl-launcher/recover-results.sh"]
     assert after_job == before_job
@@ -553,13 +574,12 @@ def test_a_copy_longer_than_the_delivery_bound_keeps_the_lease_alive_until_the_w
     t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
     journal = Journal(str(tmp_path / "journal"))
     kubectl = Kubectl(namespace="nvflare", runner=pod, retries=0, sleep=lambda _: None, journal=journal)
-    pod.slow["cp"] = pod.lasting(bound=20)  # 20 ticks of 10 ms against renewals every 5 ms
+    pod.slow["deliver"] = pod.lasting(bound=20)  # 20 ticks of 10 ms against renewals every 5 ms
     t.advance(kubectl, _pod("running"))
     assert t.delivered and (pod.ctl / "delivered").exists()
     kinds = pod.kinds()
-    assert [k for k in kinds if k != "lease"] == ["prepare", "cp", "list", "place"]
-    assert "lease" in kinds[: kinds.index("place")]
-    assert "lease" not in kinds[kinds.index("place") :]  # stopped before the init container ends
+    assert [k for k in kinds if k != "lease"] == ["deliver"]
+    assert "lease" in kinds  # renewed while the one exec ran
     leases = [a for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT]
     assert {a[3] for a in leases} == {pod_side.INIT_CONTAINER}
     assert len({a[10] for a in leases}) == len(leases)  # every renewal is a new word
@@ -573,11 +593,11 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
     t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
     kubectl = _deliver(t, pod)
     (pod.ws / JOB / "result.bin").write_bytes(b"r" * 1000)
-    pod.slow["tar"] = pod.lasting(bound=20)
+    pod.slow["collect"] = pod.lasting(bound=20)
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
     assert t.collected and (site / JOB / "result.bin").read_bytes() == b"r" * 1000
     kinds = pod.kinds()
-    assert [k for k in kinds if k != "lease"] == ["list", "tar", "release"] and kinds[-1] == "release"
+    assert [k for k in kinds if k != "lease"] == ["collect", "release"] and kinds[-1] == "release"
     assert "lease" in kinds
     assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT} == {pod_side.KEEPER_CONTAINER}
     assert _lease_threads() == []
@@ -586,7 +606,7 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
 def test_a_failed_long_copy_stops_its_renewer_so_the_pod_can_end_by_itself(site: Path, pod: FakePod) -> None:
     t = _transfer(site, Clock(), lease_interval=0.005, attempts=1)
     kubectl = _kubectl(pod)
-    pod.slow["cp"] = lambda: False
+    pod.slow["deliver"] = lambda: False
     with pytest.raises(TransferError):
         t.advance(kubectl, _pod("running"))
     assert _lease_threads() == []
@@ -630,10 +650,10 @@ def test_a_collection_under_transient_failures_runs_tar_at_most_attempts_times_w
     refused = CommandResult(
         ("kubectl",), 1, "", "Unable to connect to the server: dial tcp 127.0.0.1:6443: connect: connection refused"
     )
-    pod.faults["tar"] = [refused] * 12
+    pod.faults["collect"] = [refused] * 12
     with pytest.raises(TransferError, match="after 3 attempts"):
         t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
-    assert pod.kinds() == ["list", "tar"] * 3
+    assert pod.kinds() == ["collect"] * 3
     assert slept == []  # the seam never backed off for a command inside a transfer step
 
 
@@ -662,15 +682,15 @@ def test_a_failing_collection_with_the_launchers_retry_settings_runs_tar_a_bound
     assert t.delivered
     pod.calls.clear()
     pod.received.clear()
-    pod.takes["tar"] = tar_takes
-    pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", _UNREACHABLE)] * 12
+    pod.takes["collect"] = tar_takes
+    pod.faults["collect"] = [CommandResult(("kubectl",), 1, "", _UNREACHABLE)] * 12
     started = clock.now
 
     with pytest.raises(TransferError, match=error):
         t.advance(launcher_like, _pod("terminated", "terminated", "running", "Running"))
 
-    assert [c.timeout for c in pod.received if "tar" in c.argv] == tar_timeouts
-    assert pod.kinds() == ["list", "tar"] * len(tar_timeouts)  # no release: the keeper holds the results
+    assert [c.timeout for c in pod.received if pod_scripts.COLLECT_SCRIPT in c.argv] == tar_timeouts
+    assert pod.kinds() == ["collect"] * len(tar_timeouts)  # no release: the keeper holds the results
     assert clock.slept == pauses  # the step's pauses only: the seam never retried a command inside it
     assert clock.now - started <= 7200
 
@@ -680,11 +700,11 @@ def test_a_redo_never_starts_a_pause_that_would_reach_the_deadline(site: Path, t
     pod = FakePod(tmp_path, clock)
     kubectl = Kubectl(namespace="nvflare", runner=pod, sleep=clock.sleep, clock=clock)
     t = _transfer(site, clock, clock.sleep, retry_delay=100, transfer_timeout=150, attempts=5)
-    pod.takes["cp"] = 60.0
-    pod.faults["cp"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 5
+    pod.takes["deliver"] = 60.0
+    pod.faults["deliver"] = [CommandResult(("kubectl",), 1, "", "error: unexpected EOF")] * 5
     with pytest.raises(TransferError, match=r"within 150s \(1 attempts\)"):
         t.advance(kubectl, _pod("running"))
-    assert pod.kinds() == ["prepare", "cp"] and clock.slept == []
+    assert pod.kinds() == ["deliver"] and clock.slept == []
 
 
 class Gate:
@@ -722,9 +742,9 @@ def _collection_in_flight(
     _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
     pod.calls.clear()
     gate = Gate()
-    pod.slow["tar"] = gate
+    pod.slow["collect"] = gate
     if fault is not None:
-        pod.faults["tar"] = [CommandResult(("kubectl",), 1, "", fault)]
+        pod.faults["collect"] = [CommandResult(("kubectl",), 1, "", fault)]
     ended = _pod("terminated", "terminated", "running", "Running")
     t.advance(kubectl, ended)  # starts the collection and returns with the tar in flight
     assert gate.entered.wait(10)
@@ -742,12 +762,12 @@ def test_advance_returns_while_a_long_collection_runs_and_a_later_look_picks_up_
         look.join()
     t.advance(kubectl, ended)
     assert not t.collected and not t.finished
-    assert pod.kinds() == ["list", "tar"]  # one collection, however many looks
+    assert pod.kinds() == ["collect"]  # one collection, however many looks
 
     gate.open()
     _advance_until(t, kubectl, ended, lambda: t.collected)
     assert t.finished and t.error is None
-    assert pod.kinds() == ["list", "tar", "release"] and (pod.ctl / "released").exists()
+    assert pod.kinds() == ["collect", "release"] and (pod.ctl / "released").exists()
 
 
 def test_a_collection_that_failed_in_the_background_is_raised_once_from_a_later_look(site: Path, pod: FakePod) -> None:
@@ -771,7 +791,7 @@ def test_close_stops_the_transfer_and_a_step_in_flight_leaves_no_recovery_note(s
         step.join(30)
     t.advance(kubectl, ended)  # nothing raised, nothing started
     assert t.error is None and not t.collected
-    assert pod.kinds() == ["list", "tar"]
+    assert pod.kinds() == ["collect"]
     assert not (site / JOB / "kubectl-launcher/recover-results.sh").exists()
 
 
@@ -781,11 +801,200 @@ def test_a_delivery_runs_away_from_the_look_that_starts_it_and_a_later_look_take
     t = _transfer(site, Clock(), advance_wait=0)
     kubectl = _kubectl(pod)
     gate = Gate()
-    pod.slow["cp"] = gate
+    pod.slow["deliver"] = gate
     t.advance(kubectl, _pod("running"))  # returns while the copy is held up
     assert gate.entered.wait(10)
     t.advance(kubectl, _pod("running"))  # a look while the step runs starts nothing new
     assert not t.delivered
     gate.open()
     _advance_until(t, kubectl, _pod("running"), lambda: t.delivered)
-    assert pod.kinds() == ["prepare", "cp", "list", "place"]
+    assert pod.kinds() == ["deliver"]
+
+
+# -- one exec each way: the delivery's and the collection's scripts, run by the local sh --
+
+
+def _tools_without(tmp_path: Path, *missing: str) -> str:
+    """A PATH of the tools the scripts use, less ``missing`` (an image without them)."""
+    tools = tmp_path / "image-bin"
+    tools.mkdir()
+    for name in ("sh", "tar", "find", "wc", "cat", "rm", "mkdir", "mv", "grep", "head", "sha256sum", "printf"):
+        found = shutil.which(name)
+        if name not in missing and found:
+            (tools / name).symlink_to(found)
+    return str(tools)
+
+
+def test_a_delivery_is_one_exec_that_streams_the_bundle_and_names_what_the_pod_must_check(
+    site: Path, pod: FakePod
+) -> None:
+    streams: list[bytes] = []
+    pod.stream_override = lambda data: streams.append(data) or data
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered
+    (args,) = pod.calls
+    assert args[:6] == ("exec", POD, "--container", pod_side.INIT_CONTAINER, "--stdin", "--")
+    stage = f"{WMP}/{pod_side.STAGE_PREFIX}1"
+    # ., local, local/custom, local/resources.json, JOB, app_site-1, config, config_fed_client.json, meta.json
+    expected = (WMP, pod_side.CONTROL_PATH, "1", stage, "9", str(2 + len('{"components": []}') + 17), "sha256")
+    assert pod.params(args) == (*expected, "local", JOB)
+    with tarfile.open(fileobj=io.BytesIO(streams[0])) as tf:
+        names = tf.getnames()
+        sums = tf.extractfile("sha256").read().decode()  # type: ignore[union-attr]
+    assert names[0] == "tree" and names[-1] == "sha256"
+    assert all(n.startswith("tree") for n in names[:-1]) and not any("study_data" in n for n in names)
+    assert f"./{JOB}/meta.json" in sums and sums.count("\n") == 3
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+    assert not list(pod.ws.glob(pod_side.STAGE_PREFIX + "*")) and (pod.ctl / "lease").read_text() == "1\n"
+
+
+def test_a_stream_damaged_on_the_way_is_refused_in_the_pod_places_nothing_and_the_delivery_is_redone(
+    site: Path, pod: FakePod, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen_before: list[list[str]] = []
+
+    def damage_the_first(data: bytes) -> bytes:
+        seen_before.append(sorted(p.name for p in pod.ws.iterdir()) + sorted(p.name for p in pod.ctl.iterdir()))
+        if len(seen_before) == 1:
+            assert data.count(b'"hello"') == 1
+            return data.replace(b'"hello"', b'"hellx"')  # same size: only the checksum can tell
+        return data
+
+    pod.stream_override = damage_the_first
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver", "deliver"] and t.delivered
+    assert seen_before[1] == ["lease"]  # the first attempt placed nothing and left no staging folder
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+    warning = next(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "arrived damaged, nothing was placed: sha256 differs" in warning and "meta.json: FAILED" in warning
+
+
+def test_an_image_without_sha256sum_gets_its_workspace_checked_by_entries_and_bytes(
+    site: Path, pod: FakePod, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    pod.path = _tools_without(tmp_path, "sha256sum")
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered
+    assert (pod.ws / "local/resources.json").read_text() == '{"components": []}'
+    assert any("has no sha256sum" in r.getMessage() for r in caplog.records)
+
+
+def test_without_checksums_the_bundle_carries_no_sums_and_a_cut_file_is_still_refused(site: Path, pod: FakePod) -> None:
+    sizes: list[int] = []
+
+    def cut_a_byte_the_first_time(data: bytes) -> bytes:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            sizes.append(tf.getmember("sha256").size)
+        if len(sizes) > 1:
+            return data
+        # rebuild the stream with one file a byte short: a valid tar whose byte total is wrong
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+            for m in src:
+                body = src.extractfile(m).read() if m.isreg() else None  # type: ignore[union-attr]
+                if body and m.name.endswith("meta.json"):
+                    body, m.size = body[:-1], m.size - 1
+                dst.addfile(m, io.BytesIO(body) if body is not None else None)
+        return out.getvalue()
+
+    pod.stream_override = cut_a_byte_the_first_time
+    t = _transfer(site, Clock(), verify_checksums=False)
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver", "deliver"] and t.delivered
+    assert pod.params(pod.calls[0])[6] == "bytes" and sizes == [0, 0]
+    assert (pod.ws / JOB / "meta.json").read_text() == '{"name": "hello"}'
+
+
+def test_a_delivery_whose_answer_was_lost_is_not_placed_twice(site: Path, pod: FakePod) -> None:
+    (pod.ctl / "delivered").touch()
+    t = _transfer(site, Clock())
+    t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"] and t.delivered and not (pod.ws / "local").exists()
+
+
+def test_a_job_folder_replaced_by_a_symlink_is_refused_and_nothing_of_its_target_comes_back(
+    site: Path, pod: FakePod
+) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    other = pod.ws / "another job"
+    other.mkdir()
+    (other / "not yours.txt").write_text("another job's results")
+    shutil.rmtree(pod.ws / JOB)
+    (pod.ws / JOB).symlink_to(other)
+    before = _snapshot(site)
+    with pytest.raises(TransferError) as err:
+        t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert isinstance(err.value.__cause__, UnsafeArchiveError)
+    assert f"{JOB}: it is a symlink" in str(err.value) and "refused the results" in str(err.value)
+    assert pod.kinds() == ["collect"]  # not redone: another try cannot make it better
+    after = _snapshot(site)
+    assert after.pop(f"{JOB}/kubectl-launcher/recover-results.sh")
+    assert after == before
+
+
+@pytest.mark.parametrize("job_dir", ["job", "outer/job"])
+def test_the_collection_script_refuses_any_symlink_between_the_mount_and_the_job_folder(
+    tmp_path: Path, job_dir: str
+) -> None:
+    ws, elsewhere = tmp_path / "ws", tmp_path / "elsewhere"
+    (elsewhere / "job").mkdir(parents=True)
+    (elsewhere / "job/x").write_text("x")
+    ws.mkdir()
+    (ws / job_dir.split("/")[0]).symlink_to(elsewhere if "/" in job_dir else elsewhere / "job")
+    argv = pod_scripts.collect_command(str(ws) + "/", job_dir, True)
+    done = subprocess.run(argv, capture_output=True, check=False)
+    link = ws / job_dir.split("/")[0]
+    said = f"kubectl-launcher: refusing to collect {link}: it is a symlink, not the job's folder\n"
+    assert (done.returncode, done.stdout.decode(), done.stderr.decode()) == (pod_scripts.SYMLINK_EXIT, said, said)
+    assert pod_scripts.script_words(done.stdout) == said[len("kubectl-launcher: ") : -1]
+
+
+def test_the_collection_stream_is_the_tar_then_the_listing_and_is_checked_from_the_one_stream(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "ws/job/results").mkdir(parents=True)
+    (tmp_path / "ws/job/results/model.bin").write_bytes(b"w" * 5000)
+    stream = tmp_path / "stream"
+    with open(stream, "wb") as out:
+        subprocess.run(pod_scripts.collect_command(str(tmp_path / "ws"), "job", True), stdout=out, check=True)
+    tail = stream.read_bytes().rstrip(b"\n").rsplit(b"\0", 1)[1]
+    assert tail.startswith(b"entries 3\nsha256\n")
+    manifest = archive.check_results(str(stream), str(tmp_path / "tree"))
+    assert manifest.total_bytes == 5000 and not stream.exists()
+
+
+def test_an_image_without_tar_stops_the_one_delivery_exec_at_once_and_is_named(
+    site: Path, pod: FakePod, tmp_path: Path
+) -> None:
+    pod.path = _tools_without(tmp_path, "tar")
+    t = _transfer(site, Clock())
+    with pytest.raises(TransferError, match=r"registry\.example/nvflare-job:2\.9.*has no tar"):
+        t.advance(_kubectl(pod), _pod("running"))
+    assert pod.kinds() == ["deliver"]  # exit 127: not redone, it cannot get better
+    assert not (pod.ws / "local").exists() and not (pod.ctl / "delivered").exists()
+
+
+def test_the_scripts_get_every_value_as_a_positional_parameter() -> None:
+    assert pod_scripts.collect_command("/ws/", "job 1", False) == (
+        "sh", "-c", pod_scripts.COLLECT_SCRIPT, "kubectl-launcher", "/ws", "job 1", "0"
+    )  # fmt: skip
+    deliver = pod_scripts.deliver_command("/ws", "7", "/ws/.kubectl-launcher-in-2", 9, 100, False, ("local", "job 1"))
+    assert deliver[:4] == ("sh", "-c", pod_scripts.DELIVER_SCRIPT, "kubectl-launcher")
+    assert deliver[4:] == (
+        "/ws",
+        pod_side.CONTROL_PATH,
+        "7",
+        "/ws/.kubectl-launcher-in-2",
+        "9",
+        "100",
+        "bytes",
+        "local",
+        "job 1",
+    )
+    for script in (pod_scripts.COLLECT_SCRIPT, pod_scripts.DELIVER_SCRIPT):
+        assert "job 1" not in script and "/ws" not in script

@@ -1,6 +1,6 @@
 """What the API server's registry strategies do to an object on write: defaulting (pods, Secrets) and the
 validation errors a real server gives for the mistakes a launcher can make (names, containers, images,
-pod spec immutability)."""
+resource quantities (quantities.py), pod spec immutability)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import copy
 import re
 from typing import Any
 
+from localkube import quantities
 from localkube.resources import ApiError, Obj, bad_request, invalid
 
 _SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -77,6 +78,7 @@ def validate(resource: str, kind: str, obj: Obj) -> None:
         spec = obj.get("spec") or {}
         causes += _check_containers(spec, "containers", required=True)
         causes += _check_containers(spec, "initContainers", required=False)
+        causes += quantities.check_pod_resources(kind, spec)
         volumes = {v.get("name") for v in spec.get("volumes") or []}
         for field in ("initContainers", "containers"):
             for i, c in enumerate(spec.get(field) or []):

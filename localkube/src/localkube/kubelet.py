@@ -1,7 +1,8 @@
 """The scheduler's binding loop and the kubelet's pod worker for one node, restartPolicy Never: schedule,
 pull (or ErrImagePull/ImagePullBackOff), set up volumes, run init containers in order then the containers,
 report container states, conditions and phase exactly as a kubelet does, emit its events, and kill the
-processes on delete with the grace period (Killing events)."""
+processes on delete with the grace period (Killing events). Exec liveness probes: probes.py; downwardAPI
+volumes rewritten when the pod's metadata changes: downward.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from localkube import podspec
+from localkube import downward, podspec, probes
 from localkube.events import EventRecorder
 from localkube.podrecords import ContainerRecord, PodGone, PodRecord, log_task_errors
 from localkube.podstatus import PodStatus
@@ -112,6 +113,9 @@ class Kubelet:
                 self.spawn(
                     self._terminate(doomed, int(meta.get("deletionGracePeriodSeconds", 30))), f"kill {meta['name']}"
                 )
+        elif ev.type == "MODIFIED" and uid in self.pods and not self.pods[uid].deleting:
+            with contextlib.suppress(OSError):  # labels/annotations changed: the kubelet's sync rewrites them
+                downward.refresh(self.pods[uid].pod_dir, ev.obj)
         elif ev.type == "DELETED":
             gone = self.pods.get(uid)
             if gone is not None:
@@ -312,6 +316,8 @@ class Kubelet:
         rec.status.running(name, init)
         self._write(rec, pod)
         waiter = self.spawn(self._wait_container(rec, record, init), f"wait {rec.name}/{name}")
+        if not init and c.get("livenessProbe"):
+            self.spawn(probes.liveness(self.runtime, self.events, pod, c, record, path), f"probe {rec.name}/{name}")
         if init:
             await asyncio.shield(waiter)
             return rec.status.exit_code(name)

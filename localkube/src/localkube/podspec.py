@@ -1,7 +1,7 @@
 """The kubelet's translation of a pod spec into what a runtime starts: volumes materialised on the host
-(emptyDir per pod uid, secret/configMap files, PVC folders, hostPath), env from values, secretKeyRef,
-configMapKeyRef, fieldRef and envFrom with $(VAR) expansion, argv from command + args (there are no image
-entrypoints: the host stands in for every image), workingDir or the image's WORKDIR."""
+(emptyDir per pod uid, secret/configMap files, PVC folders, hostPath, downwardAPI: downward.py), env from
+values, secretKeyRef, configMapKeyRef, fieldRef and envFrom with $(VAR) expansion, argv from command + args
+(there are no image entrypoints: the host stands in for every image), workingDir or the image's WORKDIR."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from localkube import projected
+from localkube import downward, projected
 from localkube.resources import Obj
 from localkube.runtime import ContainerSpec, Mount
 from localkube.store import Store
@@ -203,6 +203,10 @@ def prepare_volumes(store: Store, ctx: PodContext) -> dict[str, tuple[str, bool]
             elif kind == "File" and not os.path.isfile(path):
                 raise MountError(prefix + f"hostPath type check failed: {path} is not a file")
             out[name] = (path, False)
+        elif "downwardAPI" in vol:
+            source = vol["downwardAPI"]
+            downward.write(here, downward.render(pod, source), int(source.get("defaultMode", 0o644)))
+            out[name] = (here, True)
         elif "projected" in vol:
             try:
                 files = projected.project(store, pod, vol["projected"])

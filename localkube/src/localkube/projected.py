@@ -17,13 +17,37 @@ class ProjectionError(Exception):
     """A source cannot be projected yet (FailedMount)."""
 
 
-def _field(pod: Obj, path: str) -> str:
+def go_quote(value: str) -> str:
+    """``value`` as Go's ``%q`` (strconv.Quote) prints it: what the kubelet writes for a label or annotation."""
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif not ch.isprintable():
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def field_text(pod: Obj, path: str) -> str:
+    """One downward-API field as the kubelet renders it into a file (all labels or annotations: fieldpath.FormatMap,
+    sorted ``key="value"`` lines, the last without a newline)."""
     meta = pod["metadata"]
     m = re.fullmatch(r"metadata\.(labels|annotations)(?:\['(.+)'\])?", path)
     if m and m.group(2):
         return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
     if m:
-        return "".join(f'{k}="{v}"\n' for k, v in sorted((meta.get(m.group(1)) or {}).items()))
+        return "\n".join(f"{k}={go_quote(str(v))}" for k, v in sorted((meta.get(m.group(1)) or {}).items()))
     return str(
         {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"]}.get(
             path, ""
@@ -73,7 +97,7 @@ def project(store: Store, pod: Obj, volume: Obj) -> dict[str, bytes]:
         elif "downwardAPI" in source:
             for item in source["downwardAPI"].get("items") or []:
                 if "fieldRef" in item:
-                    files[item["path"]] = _field(pod, item["fieldRef"]["fieldPath"]).encode()
+                    files[item["path"]] = field_text(pod, item["fieldRef"]["fieldPath"]).encode()
                 else:
                     files[item["path"]] = b"0"  # resourceFieldRef: no limits here
     return files
