@@ -75,6 +75,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         command_timeout: float = 60.0,
         journal_dir: str | None = None,
         working_dir: str | None = None,
+        container_security_context: dict[str, Any] | None = None,
         workspace_transfer: bool | Mapping[str, Any] | None = True,
         poll_interval: float = POLL_INTERVAL,
         running_orphans: str = FOLLOW,
@@ -98,6 +99,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         if not isinstance(self.default_python_path, str) or not self.default_python_path:
             raise ValueError("default_python_path must be a non-empty string")
         self.security_context = security_context
+        self.container_security_context = container_security_context  # ours: the job container's own
         if not isinstance(ephemeral_storage, str) or not ephemeral_storage:
             raise ValueError("ephemeral_storage must be a non-empty string")
         self.ephemeral_storage = ephemeral_storage
@@ -238,6 +240,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             working_dir=self.working_dir,
             image_pull_secrets=self.image_pull_secrets,
             security_context=self.security_context,
+            container_security_context=self.container_security_context,
         )
         return plan_launch(job_meta, context, defaults, SiteSources(self, fl_ctx))
 

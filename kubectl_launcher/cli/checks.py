@@ -104,6 +104,29 @@ def namespace_check(namespace: str, found: Mapping[str, Any] | None, forbidden: 
     return Check("namespace", OK, f"namespace {namespace} exists")
 
 
+#: a job container's field that only its container securityContext can set (the pod's has no such field)
+_CONTAINER_ONLY = ("allowPrivilegeEscalation", "capabilities", "privileged")
+RESTRICTED_CONTAINER_CONTEXT = (
+    '"container_security_context": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}'
+)
+RESTRICTED_POD_CONTEXT = '"security_context": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": ' \
+    '{"type": "RuntimeDefault"}}'  # fmt: skip
+
+
+def security_fix(found: list[str]) -> str:
+    """Which of the launcher's arguments (resources.json) meets what Pod Security found.
+
+    Our init and keeper containers are hardened already; what is left is the job container's, set with
+    `container_security_context` (its own fields), and the user, set with `security_context` (the pod's).
+    """
+    fixes = []
+    if any(field in v for v in found for field in _CONTAINER_ONLY):
+        fixes.append(f"set the launcher's {RESTRICTED_CONTAINER_CONTEXT}")
+    if any("runAsNonRoot" in v or "runAsUser" in v or "seccompProfile" in v for v in found) or not fixes:
+        fixes.append(f"set the launcher's {RESTRICTED_POD_CONTEXT} (a user the job image can run as)")
+    return " and ".join(fixes)
+
+
 def pod_security_check(ns_labels: Mapping[str, str] | None, pod: Mapping[str, Any], namespace: str) -> Check:
     levels = namespace_levels(ns_labels)
     enforce, warn = levels["enforce"], levels["warn"]
@@ -120,14 +143,13 @@ def pod_security_check(ns_labels: Mapping[str, str] | None, pod: Mapping[str, An
             "pod security", ERROR,
             f"namespace {namespace} enforces '{enforce}'; our pod ({containers}) would be refused: "
             + "; ".join(refused[:4]),
-            "set the launcher's 'security_context' (and the job image's user) to meet the level, or "
-            f"label the namespace: kubectl label namespace {shlex.quote(namespace)} "
+            f"{security_fix(refused)}, or label the namespace: kubectl label namespace {shlex.quote(namespace)} "
             "pod-security.kubernetes.io/enforce=baseline --overwrite",
         )  # fmt: skip
     if warned:
         return Check(
             "pod security", WARN, f"admitted under '{enforce}', but '{warn}' warns: {'; '.join(warned[:4])}",
-            "set the launcher's 'security_context' to meet the warn level",
+            f"{security_fix(warned)} to meet the warn level",
         )  # fmt: skip
     return Check("pod security", OK, f"enforce '{enforce}': our pod ({containers}) would be admitted")
 

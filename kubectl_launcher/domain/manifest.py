@@ -46,8 +46,9 @@ def _env_list(env: Mapping[str, Any], secret_env: Sequence[Mapping[str, str]]) -
 def build_pod_manifest(job_config: Mapping[str, Any], *, python_path: str) -> dict[str, Any]:
     """The job pod, field for field as upstream's K8sJobHandle builds it from the same job_config.
 
-    Extra keys add fields upstream never writes: ``labels`` and ``annotations`` (pod metadata)
-    and ``working_dir`` (the main container's workingDir).
+    Extra keys add fields upstream never writes: ``labels`` and ``annotations`` (pod metadata),
+    ``working_dir`` (the main container's workingDir) and ``container_security_context`` (its
+    securityContext; upstream's ``security_context`` is the pod's).
     """
     command = job_config.get("command")
     if not command:
@@ -87,6 +88,8 @@ def build_pod_manifest(job_config: Mapping[str, Any], *, python_path: str) -> di
         container["env"] = env
     if job_config.get("working_dir"):
         container["workingDir"] = job_config["working_dir"]
+    if job_config.get("container_security_context"):
+        container["securityContext"] = dict(job_config["container_security_context"])
     spec["containers"].append(container)
 
     if job_config.get("labels"):

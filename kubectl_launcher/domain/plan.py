@@ -80,6 +80,7 @@ class PlanDefaults:
     working_dir: str
     image_pull_secrets: Sequence[str] = ()
     security_context: Mapping[str, Any] | None = None
+    container_security_context: Mapping[str, Any] | None = None
 
 
 class WorkspacePaths(Protocol):
@@ -250,6 +251,9 @@ def plan_launch(
         job_config["set_list"] = args.set
     if validate.security_context(defaults.security_context, "the launcher's security_context argument"):
         job_config["security_context"] = defaults.security_context
+    where = "the launcher's container_security_context argument"
+    if validate.container_security_context(defaults.container_security_context, where):
+        job_config["container_security_context"] = defaults.container_security_context
     return LaunchPlan(
         site_name=site_name,
         raw_job_id=raw_job_id,

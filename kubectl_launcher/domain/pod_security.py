@@ -4,6 +4,10 @@
 'baseline', 'restricted') forbids, each naming the container and the field, so `doctor` can tell
 whether the launcher's pods (the init container and the keeper included) would be admitted. It covers
 the checks a job pod can run into; it is not the whole admission plugin.
+
+`transfer_container_context(main)` is the container securityContext of our own init and keeper
+containers: they only wait, and run tar for the delivery and the collection, so they need no
+privilege at all and meet 'restricted' whatever the namespace enforces.
 """
 
 from __future__ import annotations
@@ -11,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ENFORCE_LABEL", "LEVELS", "WARN_LABEL", "namespace_levels", "violations"]
+__all__ = [
+    "ENFORCE_LABEL",
+    "IDENTITY_FIELDS",
+    "LEVELS",
+    "WARN_LABEL",
+    "namespace_levels",
+    "transfer_container_context",
+    "violations",
+]
 
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 WARN_LABEL = "pod-security.kubernetes.io/warn"
@@ -25,6 +37,27 @@ _BASELINE_CAPS = {
 _RESTRICTED_VOLUMES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret",
 }  # fmt: skip
+#: what our containers take from the job's main container: the same user owns the files of the workspace
+#: whichever container wrote them (the init container receives them, the job writes results among them)
+IDENTITY_FIELDS = ("runAsUser", "runAsGroup", "runAsNonRoot")
+
+
+def transfer_container_context(main: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The init and keeper containers' securityContext: the main container's user, and no privilege.
+
+    Never privileged, whatever the main container asks for: no privilege escalation, every capability
+    dropped, the runtime's default seccomp profile (what 'restricted' asks of each container). The user is
+    the main container's (else the pod's, by inheritance): forcing runAsNonRoot here would make the
+    kubelet refuse a root image that the job container itself runs with.
+    """
+    own = main or {}
+    context: dict[str, Any] = {key: own[key] for key in IDENTITY_FIELDS if key in own}
+    context.update(
+        allowPrivilegeEscalation=False,
+        capabilities={"drop": ["ALL"]},
+        seccompProfile={"type": "RuntimeDefault"},
+    )
+    return context
 
 
 def namespace_levels(labels: Mapping[str, str] | None) -> dict[str, str]:

@@ -43,6 +43,24 @@ POD_SECURITY_CONTEXT_FIELDS = frozenset(
         "windowsOptions",
     }
 )
+#: The fields of a container's SecurityContext (Kubernetes 1.33); `container_security_context` becomes the
+#: job container's (restricted Pod Security asks some of them of every container, not of the pod).
+CONTAINER_SECURITY_CONTEXT_FIELDS = frozenset(
+    {
+        "allowPrivilegeEscalation",
+        "appArmorProfile",
+        "capabilities",
+        "privileged",
+        "procMount",
+        "readOnlyRootFilesystem",
+        "runAsGroup",
+        "runAsNonRoot",
+        "runAsUser",
+        "seLinuxOptions",
+        "seccompProfile",
+        "windowsOptions",
+    }
+)
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 
 
@@ -84,18 +102,27 @@ def image(value: object, where: str) -> str:
 
 def security_context(value: object, where: str) -> Mapping[str, Any] | None:
     """None, or a mapping of PodSecurityContext fields (runAsUser, runAsNonRoot, fsGroup, seccompProfile, ...)."""
+    return _context(value, where, "pod", POD_SECURITY_CONTEXT_FIELDS, '{"runAsNonRoot": true, "runAsUser": 1000}')
+
+
+def container_security_context(value: object, where: str) -> Mapping[str, Any] | None:
+    """None, or a mapping of a container's SecurityContext fields (allowPrivilegeEscalation, capabilities, ...)."""
+    example = '{"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}'
+    return _context(value, where, "container", CONTAINER_SECURITY_CONTEXT_FIELDS, example)
+
+
+def _context(value: object, where: str, kind: str, known: frozenset[str], example: str) -> Mapping[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise InvalidLaunch(
-            f"{where} = {value!r} is not a pod security context; write a mapping of its fields, "
-            'e.g. {"runAsNonRoot": true, "runAsUser": 1000}'
+            f"{where} = {value!r} is not a {kind} security context; write a mapping of its fields, e.g. {example}"
         )
-    unknown = sorted(str(k) for k in value if k not in POD_SECURITY_CONTEXT_FIELDS)
+    unknown = sorted(str(k) for k in value if k not in known)
     if unknown:
         raise InvalidLaunch(
-            f"{where} has fields a pod security context does not know: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(POD_SECURITY_CONTEXT_FIELDS))}"
+            f"{where} has fields a {kind} security context does not know: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(known))}"
         )
     return value
 

@@ -51,6 +51,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from kubectl_launcher.domain.pod_security import transfer_container_context
 from kubectl_launcher.errors import ConfigError, KubectlError, TransferError
 
 __all__ = [
@@ -264,12 +265,11 @@ def decorate_pod(pod: dict[str, Any], main_container: str, mount_path: str, sett
             "resources": copy.deepcopy(dict(settings.resources)),
             # the script's last words (e.g. "this image has no tar") become the status message
             "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": transfer_container_context(main.get("securityContext")),
         }
         pull = settings.image_pull_policy or main.get("imagePullPolicy")
         if pull:
             c["imagePullPolicy"] = pull
-        if main.get("securityContext"):
-            c["securityContext"] = copy.deepcopy(main["securityContext"])
         return c
 
     s = settings

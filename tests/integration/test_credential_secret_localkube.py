@@ -59,6 +59,7 @@ def test_the_credential_secret_is_gone_while_the_job_still_runs(
         handle.terminate()
 
 
+@pytest.mark.double_only
 def test_a_credential_secret_that_cannot_be_deleted_is_logged_and_the_job_goes_on(
     cluster: LocalCluster, kubectl_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

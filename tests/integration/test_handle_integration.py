@@ -91,6 +91,7 @@ def test_an_unpullable_image_fails_fast_with_exception(kubectl: Kubectl, caplog:
     assert eventually_gone(kubectl, "pod", "no-image")
 
 
+@pytest.mark.double_only
 def test_an_unschedulable_pod_fails(cluster: LocalCluster, kubectl: Kubectl, caplog: pytest.LogCaptureFixture) -> None:
     cluster.faults.unschedulable = True
     handle = start_pod(kubectl, "unschedulable", exits(0), pending_timeout=None)
@@ -143,6 +144,7 @@ def test_a_vanished_pod_is_reported_terminated(kubectl: Kubectl) -> None:
     assert handle.terminal_state is JobState.TERMINATED
 
 
+@pytest.mark.double_only
 def test_a_20_second_api_outage_does_not_change_the_outcome(
     cluster: LocalCluster, kubectl: Kubectl, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -141,6 +141,7 @@ def test_fifty_handles_follow_their_pods_through_one_list_and_one_watch(site: Si
     assert purposes == {"watch"}
 
 
+@pytest.mark.double_only
 def test_a_pod_deleted_behind_our_back_is_terminated(site: Site) -> None:
     handle = site.start("doomed")
     assert running(handle)
@@ -152,6 +153,7 @@ def test_a_pod_deleted_behind_our_back_is_terminated(site: Site) -> None:
     assert site.requests(watch=False) == 1 and site.processes.watches == 1
 
 
+@pytest.mark.double_only
 def test_a_watch_cut_during_a_job_is_resumed_and_the_job_keeps_its_state(site: Site) -> None:
     handle = site.start("steady")
     assert running(handle)
@@ -165,6 +167,7 @@ def test_a_watch_cut_during_a_job_is_resumed_and_the_job_keeps_its_state(site: S
     assert site.requests(watch=False) == 1  # resumed from the last resourceVersion: no list
 
 
+@pytest.mark.double_only
 def test_a_resource_version_compacted_away_relists_and_every_job_keeps_its_state(site: Site) -> None:
     handles = {n: site.start(n) for n in ("first", "second")}
     assert all(running(h) for h in handles.values())
@@ -185,6 +188,7 @@ def test_a_resource_version_compacted_away_relists_and_every_job_keeps_its_state
     site.maker.run(("delete", "pod", "not-ours", "--wait=false"))
 
 
+@pytest.mark.double_only
 def test_an_api_refusing_connections_for_a_while_fails_no_job(site: Site) -> None:
     handles = {n: site.start(n) for n in ("a", "b", "c")}
     assert all(running(h) for h in handles.values())
@@ -210,6 +214,7 @@ def test_an_api_refusing_connections_for_a_while_fails_no_job(site: Site) -> Non
     assert all(h.terminal_state is JobState.SUCCEEDED for h in handles.values())
 
 
+@pytest.mark.double_only
 def test_a_stopped_launcher_leaves_no_kubectl_and_a_new_handle_starts_a_new_watch(site: Site) -> None:
     first = [site.start(n) for n in ("one", "two")]
     assert all(running(h) for h in first)

@@ -38,6 +38,7 @@ def writes(cluster: LocalCluster) -> list[str]:
     return [f"{r.method} {r.path}" for r in cluster.requests if r.method not in ("GET", "HEAD")]
 
 
+@pytest.mark.double_only
 def test_bad_launch_input_is_refused_before_anything_is_created(
     cluster: LocalCluster, kubectl_path: str, tmp_path: Path
 ) -> None:
@@ -78,6 +79,7 @@ def response_status(stderr: str) -> dict[str, Any]:
     raise AssertionError(f"no Status in kubectl's log: {stderr[-2000:]}")
 
 
+@pytest.mark.double_only
 @pytest.mark.parametrize("server_side", [False, True])
 def test_the_double_refuses_invalid_quantities_and_names_as_a_real_api_server(
     cluster: LocalCluster, run_kubectl: Callable[..., Any], server_side: bool

@@ -138,6 +138,7 @@ def test_a_watch_sees_a_pod_go_through_its_phases_and_stop_leaves_no_kubectl(kub
     kubectl.run(("delete", "pod", "phases", "--wait=false"))
 
 
+@pytest.mark.double_only
 def test_a_watch_the_server_cuts_ends_with_exit_code_0(local_cluster: Any, kubectl: Kubectl) -> None:
     ended: list[Any] = []
     stream = kubectl.stream(watch_args("seam-cut"), request_timeout=0, on_exit=ended.append)
@@ -168,6 +169,7 @@ def test_logs_follow_streams_a_pods_output_until_it_exits(kubectl: Kubectl, tmp_
     kubectl.run(("delete", "pod", "talker", "--wait=false"))
 
 
+@pytest.mark.double_only
 def test_a_forbidden_watch_ends_with_a_typed_error(local_cluster: Any, kubectl: Kubectl) -> None:
     local_cluster.faults.api_errors(403, verbs=("watch",))
     with kubectl.stream(watch_args("seam-denied")) as stream:

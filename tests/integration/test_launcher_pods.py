@@ -195,6 +195,7 @@ def test_job_pod_exit_code_becomes_the_return_code(
             assert TOKEN not in text and SIGNATURE not in text and SSID not in text, path
 
 
+@pytest.mark.double_only
 def test_unpullable_image_fails_the_launch_with_exception(make_site: Callable[[str], Site]) -> None:
     site = make_site(module_source(0))
     image = f"localhost/missing/{uuid.uuid4().hex}:1"
@@ -284,6 +285,7 @@ def test_a_startup_secret_not_ours_refuses_the_launch_before_anything_is_created
     assert kept is not None and base64.b64decode(kept["data"]["x"]) == b"theirs"
 
 
+@pytest.mark.double_only
 def test_a_failed_apply_removes_only_what_the_launch_made(make_site: Callable[[str], Site]) -> None:
     # The server refuses the pod: the Secrets before it in the same apply were made, the credential one
     # is removed again, the site's startup-kit Secret stays.

@@ -191,6 +191,7 @@ def site(local_cluster: Any, kubectl_path: str, tmp_path: Path) -> Any:
     assert processes.most == 1  # never two kubectl processes at once for the watch
 
 
+@pytest.mark.double_only
 def test_fifty_subscribers_follow_their_pods_through_one_kubectl_watch(site: Site) -> None:
     names = [f"job-{i:02d}" for i in range(50)]
     for name in names:
@@ -202,6 +203,7 @@ def test_fifty_subscribers_follow_their_pods_through_one_kubectl_watch(site: Sit
     assert len(site.requests(watch=False)) == 1 and len(site.requests(watch=True)) == 1
 
 
+@pytest.mark.double_only
 def test_a_cut_watch_is_resumed_from_the_last_resource_version_without_a_list(site: Site) -> None:
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
@@ -217,6 +219,7 @@ def test_a_cut_watch_is_resumed_from_the_last_resource_version_without_a_list(si
     assert len(site.requests(watch=False)) == 1
 
 
+@pytest.mark.double_only
 def test_a_resource_version_compacted_away_makes_the_watch_list_again(site: Site) -> None:
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
@@ -231,6 +234,7 @@ def test_a_resource_version_compacted_away_makes_the_watch_list_again(site: Site
     assert sub.latest().status is FOUND and phase(sub) == "Running"
 
 
+@pytest.mark.double_only
 def test_a_gap_in_the_watch_reconciles_every_subscriber_pods_deleted_meanwhile_are_gone(site: Site) -> None:
     site.pod("a", "sleep 3600")
     site.pod("b", "sleep 3600")
@@ -248,6 +252,7 @@ def test_a_gap_in_the_watch_reconciles_every_subscriber_pods_deleted_meanwhile_a
     assert b.latest().status is GONE
 
 
+@pytest.mark.double_only
 def test_while_the_api_refuses_connections_subscribers_keep_the_last_pod_and_recover(site: Site) -> None:
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
@@ -266,6 +271,7 @@ def test_while_the_api_refuses_connections_subscribers_keep_the_last_pod_and_rec
     assert 2 <= site.processes.lists <= 2 + int(OUTAGE / 0.25)
 
 
+@pytest.mark.double_only
 def test_a_refused_watch_says_so_and_the_handle_can_count_its_refusal(site: Site) -> None:
     site.pod("a", "sleep 3600")
     sub = site.watch.subscribe("a")
@@ -279,6 +285,7 @@ def test_a_refused_watch_says_so_and_the_handle_can_count_its_refusal(site: Site
     assert wait_until(lambda: sub.latest().status is FOUND, timeout=30)
 
 
+@pytest.mark.double_only
 def test_releasing_every_subscriber_ends_the_kubectl_and_subscribing_again_starts_a_new_one(site: Site) -> None:
     site.pod("a", "sleep 3600")
     subs = [site.watch.subscribe("a") for _ in range(3)]

@@ -85,6 +85,7 @@ def test_a_relaunch_while_the_jobs_pod_runs_changes_nothing(
         first.terminate()
 
 
+@pytest.mark.double_only
 def test_a_relaunch_while_the_jobs_pod_is_pending_changes_nothing(
     cluster: LocalCluster, kubectl_path: str, tmp_path: Path
 ) -> None:

@@ -223,6 +223,7 @@ def test_results_holding_a_symlink_to_etc_passwd_are_refused_and_the_pod_is_kept
     assert "running" in _container(pod, pod_side.KEEPER_CONTAINER)  # kept for a human to look at
 
 
+@pytest.mark.double_only
 def test_a_collection_that_fails_keeps_the_pod_and_the_printed_command_recovers_the_results(
     local_cluster: Any, kubectl_path: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

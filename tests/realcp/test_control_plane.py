@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from localkube.testing import wait_until
 
 from tests.realcp.conftest import Kubectl
+from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.real_control_plane
 
@@ -183,3 +185,11 @@ def test_the_scheduler_reports_insufficient_cpu(k: Kubectl) -> None:
     condition = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
     assert (condition["status"], condition["reason"]) == ("False", "Unschedulable")
     assert k("delete", "pod", "greedy", "--wait=true").returncode == 0
+
+
+def test_the_apiserver_says_its_version_even_to_the_kubectl_on_path(real_cluster: Any, kubectl_path: str) -> None:
+    # kubectl before 1.36 cannot parse a version without -X link flags ("v0.0.0-master+$Format:%H$")
+    got = run_kubectl(kubectl_path, real_cluster, "version", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    server = json.loads(got.stdout)["serverVersion"]
+    assert (server["gitVersion"], server["major"], server["minor"]) == ("v1.37.2", "1", "37"), server

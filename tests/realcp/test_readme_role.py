@@ -1,54 +1,37 @@
-"""The RBAC Role that docs/real-cluster.md asks a cluster admin for, checked by kube-apiserver's own authorizer:
-a launcher job whose kubeconfig identity (a client certificate) is bound only to that Role runs to success, and
-for each rule, what removing it breaks."""
+"""The RBAC Role that README.md (and docs/real-cluster.md) asks a cluster admin for, checked by kube-apiserver's
+own authorizer: a launcher job whose kubeconfig identity (a client certificate) is bound only to that Role runs
+to success, and for each rule, what removing it breaks. (The whole NVFlare job with that identity:
+tests/e2e with --control-plane real.)"""
 
 from __future__ import annotations
 
-import copy
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from nvflare.apis.job_launcher_spec import JobReturnCode
 
 from kubectl_launcher import ClientK8sJobLauncher
 from tests.integration.test_launcher_pods import Site, module_source
 from tests.realcp.conftest import Kubectl
+from tests.realcp.readme_role import ROOT, readme_role, role_list, yaml_role
 from tests.support.kubectl_cli import run_kubectl
 
 pytestmark = pytest.mark.real_control_plane
-
-DOC = Path(__file__).parents[2] / "docs" / "real-cluster.md"
-
-
-def readme_role() -> dict[str, Any]:
-    for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
-        doc = yaml.safe_load(block)
-        if isinstance(doc, dict) and doc.get("kind") == "Role":
-            return doc
-    raise AssertionError(f"no Role in {DOC}")
-
 
 ROLE = readme_role()
 RULES = ROLE["rules"]
 
 
+def test_the_real_cluster_guide_asks_for_the_readmes_rules() -> None:
+    assert yaml_role(ROOT / "docs" / "real-cluster.md")["rules"] == RULES
+
+
 def bind(k: Kubectl, name: str, rules: list[dict[str, Any]]) -> None:
-    role = copy.deepcopy(ROLE)
-    role["metadata"] = {"name": name, "namespace": "default"}
-    role["rules"] = rules
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": name, "namespace": "default"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}],
-    }
-    applied = k("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}))
+    # User `name` bound to `rules` only, in namespace default (the README's Role as written: tests/e2e)
+    applied = k("apply", "-f", "-", stdin=json.dumps(role_list(name, "default", rules)))
     assert applied.returncode == 0, applied.stderr
 
 

@@ -293,7 +293,8 @@ def test_decorate_adds_init_and_keeper_and_leaves_the_main_container_as_it_was(s
     for c in (init, keeper):
         assert c["image"] == "registry.example/nvflare-job:2.9"
         assert c["imagePullPolicy"] == "Always"
-        assert c["securityContext"] == {"runAsNonRoot": True}
+        assert c["securityContext"]["runAsNonRoot"] is True  # the job container's user; no privilege
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
         assert c["command"][:3] == ["sh", "-c", pod_side.WAIT_SCRIPT]
         assert {m["mountPath"] for m in c["volumeMounts"]} == {WMP, pod_side.CONTROL_PATH, pod_side.LEASE_PATH}
     # looks per second, marker, bound, exit code, the annotations file: the init container looks often (a

@@ -37,10 +37,23 @@ def pinned_versions(go_mod: str | None = None) -> dict[str, str]:
     return {"kubernetes": found["k8s.io/kubernetes"], "etcd": found["go.etcd.io/etcd/server/v3"]}
 
 
+def ldflags(kubernetes: str) -> str:
+    """Stripped binaries that say their version: without the -X lines (set by Kubernetes' own build scripts)
+    kube-apiserver answers /version with "v0.0.0-master+$Format:%H$", which kubectl before 1.36 cannot parse
+    ("could not parse pre-release/metadata"): `kubectl version`, and every set-up check built on it, fails."""
+    major, minor = kubernetes.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-s -w -X {pkg}.gitVersion={kubernetes} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor} "
+        f"-X {pkg}.gitTreeState=clean"
+    )
+
+
 def cache_key() -> str:
-    """`kubernetes-v1.37.2-etcd-v3.7.0-<hash of go.mod and go.sum>`: a changed pin builds anew."""
+    """`kubernetes-v1.37.2-etcd-v3.7.0-<hash of go.mod, go.sum and the link flags>`: a change builds anew."""
     v = pinned_versions()
     digest = hashlib.sha256((GO_MODULE_DIR / "go.mod").read_bytes() + (GO_MODULE_DIR / "go.sum").read_bytes())
+    digest.update(ldflags(v["kubernetes"]).encode())
     return f"kubernetes-{v['kubernetes']}-etcd-{v['etcd']}-{digest.hexdigest()[:10]}"
 
 
@@ -89,7 +102,16 @@ def _build(folder: Path, say: Progress) -> None:
     versions = pinned_versions()
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOWORK": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
-    argv = [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(staging) + os.sep, "tool"]
+    argv = [
+        go,
+        "build",
+        "-v",
+        "-trimpath",
+        f"-ldflags={ldflags(versions['kubernetes'])}",
+        "-o",
+        str(staging) + os.sep,
+        "tool",
+    ]
     say(
         f"building kube-apiserver, kube-controller-manager, kube-scheduler ({versions['kubernetes']}) and etcd "
         f"({versions['etcd']}) into {folder} — first use only; about 6 minutes on 2 cores (module cache warm)"

@@ -18,6 +18,9 @@ from localkube.resources import ApiError, Obj, not_found
 from localkube.store import Event, Store
 
 log = logging.getLogger(__name__)
+#: how long a TokenRequest the Node authorizer refuses is asked again (its graph lags the pod's binding)
+TOKEN_RETRY_SECONDS = 10.0
+TOKEN_RETRY_INTERVAL = 0.1
 
 
 def merge_patch(old: Any, new: Any) -> Any:
@@ -133,14 +136,27 @@ class MirrorStore(Store):
                 }
                 sa = pod["spec"].get("serviceAccountName") or "default"
                 try:
-                    answer = await self.api.request(
-                        "POST", path("serviceaccounts", meta["namespace"], sa, "token"), request
-                    )
+                    answer = await self._token(path("serviceaccounts", meta["namespace"], sa, "token"), request)
                 except ApiError as e:
                     log.warning("no token for pod %s/%s: %s", meta["namespace"], meta["name"], e.message)
                     continue
                 key = (TOKENS, meta["namespace"], f"{meta['uid']}/{tok['path']}")
                 self.objects[key] = {"metadata": {"name": key[2]}, "token": answer["status"]["token"]}
+
+    async def _token(self, url_path: str, request: Obj) -> Any:
+        """One TokenRequest, asked again while the Node authorizer refuses it: its graph learns of the pod's
+        binding from a watch of its own, so a node that saw the bound pod first may ask a moment too early
+        ("node requested token bound to a pod scheduled on a different node"); the kubelet's volume manager
+        retries the mount the same way."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TOKEN_RETRY_SECONDS
+        while True:
+            try:
+                return await self.api.request("POST", url_path, request)
+            except ApiError as e:
+                if e.code != 403 or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(TOKEN_RETRY_INTERVAL)
 
     # -- the kubelet's writes ------------------------------------------------------------------------
     def _send(self, what: str, call: Callable[[], Awaitable[Any]]) -> None:
