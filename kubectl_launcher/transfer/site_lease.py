@@ -43,11 +43,14 @@ from kubectl_launcher.kubectl.commands import annotate_selected
 from kubectl_launcher.kubectl.purpose import LEASE
 from kubectl_launcher.transfer.pod_side import LEASE_ANNOTATION
 
-__all__ = ["Membership", "SiteLease", "lease_selector"]
+__all__ = ["JOBS_PER_COMMAND", "Membership", "SiteLease", "lease_selector"]
 
 _log = logging.getLogger(__name__)
 #: kubectl's words when the selector matched no pod (every member's pod is gone): nothing to renew.
 _NONE_MATCHED = "no objects passed to annotate"
+#: Jobs named by one annotate's selector: ~40 bytes a job keeps its URL near 4 KB, under what API servers
+#: and the proxies before them accept (8 KB is a common limit); a bigger site takes one command per 100.
+JOBS_PER_COMMAND = 100
 
 
 def lease_selector(site_selector: str, jobs: Iterable[str]) -> str:
@@ -206,26 +209,29 @@ class SiteLease:
                 self.log.exception("the site's lease renewal failed unexpectedly")
 
     def renew(self, interval: float) -> bool:
-        """One annotate of every member's pod now; False (logged) when it failed."""
+        """One annotate of every member's pod now (one per JOBS_PER_COMMAND jobs); False (logged) when one
+        failed."""
         jobs = self.jobs()
-        if not jobs:
-            return True
         token = f"{self._prefix}-{next(self._tokens)}"
         timeout = min(60.0, max(10.0, interval))
-        argv = annotate_selected("pods", lease_selector(self.selector, jobs), LEASE_ANNOTATION, token)
-        try:
-            self.kubectl.run(
-                argv, idempotent=True, timeout=timeout, total_timeout=max(timeout, interval), purpose=LEASE
-            )
-        except KubectlError as e:
-            if _NONE_MATCHED in str(e):
-                return True
-            self.log.warning(
-                "could not renew the lease of the site's %d job pod(s) (tried again next time): %s", len(jobs), e
-            )
-            return False
-        self.renewals += 1
-        return True
+        renewed = True
+        for start in range(0, len(jobs), JOBS_PER_COMMAND):
+            chunk = jobs[start : start + JOBS_PER_COMMAND]
+            argv = annotate_selected("pods", lease_selector(self.selector, chunk), LEASE_ANNOTATION, token)
+            try:
+                self.kubectl.run(
+                    argv, idempotent=True, timeout=timeout, total_timeout=max(timeout, interval), purpose=LEASE
+                )
+            except KubectlError as e:
+                if _NONE_MATCHED in str(e):
+                    continue
+                self.log.warning(
+                    "could not renew the lease of %d of the site's job pods (tried again next time): %s", len(chunk), e
+                )
+                renewed = False
+                continue
+            self.renewals += 1
+        return renewed
 
 
 atexit.register(SiteLease.stop_all)

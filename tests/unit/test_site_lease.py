@@ -19,7 +19,7 @@ from kubectl_launcher.objects.pod_watch import site_selector
 from kubectl_launcher.transfer import pod_side
 from kubectl_launcher.transfer.lease import Lease
 from kubectl_launcher.transfer.pod_side import TransferSettings
-from kubectl_launcher.transfer.site_lease import SiteLease, lease_selector
+from kubectl_launcher.transfer.site_lease import JOBS_PER_COMMAND, SiteLease, lease_selector
 from tests.support.fake_runner import RunnerCall, ScriptedRunner
 
 SITE = site_selector({MANAGED_BY_LABEL: MANAGED_BY, SITE_LABEL: "site-1"}) or ""
@@ -106,6 +106,20 @@ def test_ten_jobs_are_renewed_by_one_annotate_per_interval() -> None:
     assert not lease.running and lease.threads_started == 1 and runner.unexpected == []
 
 
+def test_a_big_site_is_renewed_by_one_annotate_per_hundred_jobs_with_one_token() -> None:
+    runner = Annotator()
+    lease, _ = _lease(runner)
+    members = [lease.join(f"job-{i:03d}", 30) for i in range(250)]
+    assert lease.renew(30)
+    named = [sel.split(" in (")[1].rstrip(")").split(",") for sel in runner.selectors()]
+    assert [len(jobs) for jobs in named] == [JOBS_PER_COMMAND, JOBS_PER_COMMAND, 50]
+    assert sorted(job for jobs in named for job in jobs) == [f"job-{i:03d}" for i in range(250)]
+    assert max(len(sel) for sel in runner.selectors()) < 4096  # a URL API servers and proxies accept
+    assert set(runner.tokens()) == {f"{pod_side.LEASE_ANNOTATION}=t-1"}  # one renewal, one word
+    for m in members:
+        m.release()
+
+
 def test_a_job_that_leaves_gets_no_more_word_and_the_last_one_stops_the_thread() -> None:
     runner = Annotator()
     lease, pauses = _lease(runner)
@@ -165,7 +179,7 @@ def test_a_failed_renewal_is_logged_never_raised_and_the_next_one_goes_through(
         pauses.tick()
         pauses.tick()
     assert len(runner.received) == 2 and lease.renewals == 1  # Forbidden is permanent: not retried
-    assert "could not renew the lease of the site's 1 job pod(s)" in caplog.text and "Forbidden" in caplog.text
+    assert "could not renew the lease of 1 of the site's job pods" in caplog.text and "Forbidden" in caplog.text
     member.release()
 
 
