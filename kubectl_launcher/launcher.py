@@ -17,20 +17,16 @@ from nvflare.apis.job_launcher_spec import JobLauncherSpec, add_launcher
 from nvflare.utils.job_launcher_utils import get_client_job_args, get_server_job_args
 
 from kubectl_launcher.domain.job_tracker import POLL_INTERVAL, positive_seconds
-from kubectl_launcher.domain.manifest import normalize_image_pull_secrets, to_json
+from kubectl_launcher.domain.manifest import normalize_image_pull_secrets
 from kubectl_launcher.domain.names import LAUNCHER_DIR
 from kubectl_launcher.domain.nvflare_args import module_args
 from kubectl_launcher.domain.plan import LaunchPlan, PlanContext, PlanDefaults, normalize_pending_timeout, plan_launch
-from kubectl_launcher.domain.pod_status import JobState, ReturnCode
 from kubectl_launcher.domain.takeover import FOLLOW, RUNNING_ORPHAN_CHOICES
 from kubectl_launcher.errors import ConfigError
 from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, DEFAULT_PYTHON_PATH, K8sJobHandle
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.journal import Journal
-from kubectl_launcher.objects.job_pod import JobPod
-from kubectl_launcher.objects.launch_secrets import (
-    LaunchSecrets,
-)
+from kubectl_launcher.launch import Launch
 from kubectl_launcher.site_sources import SiteSources
 from kubectl_launcher.takeover import TakeOver
 from kubectl_launcher.transfer.pod_side import TransferSettings
@@ -164,7 +160,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         plan = self.plan(job_meta, fl_ctx)
         kubectl = self._site_kubectl(plan.workspace_root)
         self.take_over_orphans(plan.workspace_root, plan.site_name)
-        return _Launch(self, plan, kubectl).run()
+        return Launch(self, plan, kubectl).run()
 
     # ---- the take-over (takeover.py) ------------------------------------------------------------------
 
@@ -289,110 +285,6 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             exclude=(self.study_data_pvc_file_path,) if self.study_data_pvc_file_path else (),
             logger=self.logger,
         )
-
-
-class _Launch:
-    """The manager of one launch: checks that nothing of it exists (one read), writes the pod's manifest,
-    applies the Secrets and the pod together (one apply), makes the pod own its credential Secret, builds
-    the handle, and undoes its own steps, newest first, when one fails."""
-
-    def __init__(self, launcher: K8sJobLauncher, plan: LaunchPlan, site_kubectl: Kubectl) -> None:
-        self.launcher = launcher
-        self.plan = plan
-        self.logger = launcher.logger
-        self.kubectl = site_kubectl.for_job(Journal(plan.job_dir, "journal"))
-        # Public first: a credential that equals the job id (NVFlare's server job token) is then no secret.
-        self.kubectl.declare_public(
-            plan.raw_job_id,
-            plan.job_id,
-            plan.pod_name,
-            plan.site_name,
-            self.kubectl.namespace,
-            plan.credential_secret_name,
-            plan.startup_secret_name,
-            *plan.labels.values(),
-        )
-        for value in plan.credential_env.values():
-            self.kubectl.redact(value)
-        self.pod = JobPod(self.kubectl, plan.pod_name, logger=self.logger)
-        # (kind, name) of what this launch created, in creation order; the startup Secret is the site's.
-        self.created: list[tuple[str, str]] = []
-        self.secrets = LaunchSecrets(
-            self.kubectl, plan, validate=launcher.kubectl_validate, created=self.created, logger=self.logger
-        )
-
-    def run(self) -> K8sJobHandle:
-        plan, launcher = self.plan, self.launcher
-        handle: K8sJobHandle | None = None
-        try:
-            # One read of the pod and both Secrets: a foreign Secret or an existing pod stops the launch
-            # here, before anything is created.
-            pod_exists = self.secrets.check_before_apply()
-            handle = launcher.job_handle(
-                plan.job_id,
-                # A pod of this name is another launch's: the handle of this failed one must not own it
-                # (NVFlare may terminate() it, which deletes the pod and its credential Secret).
-                None if pod_exists is not None else self.kubectl,
-                plan.job_config,
-                pending_timeout=plan.pending_timeout,
-                python_path=plan.python_path,
-                workspace_transfer=launcher.make_workspace_transfer(plan),
-                pod_name=plan.pod_name,
-                credential_secret_name=plan.credential_secret_name,
-            )
-            if pod_exists is not None:
-                raise RuntimeError(pod_exists)
-            self._write_manifest(handle.get_manifest())
-            # The Secrets (stdin) and the pod (the manifest file) in one server-side apply.
-            pod = self.secrets.apply(plan.manifest_path)
-            self.secrets.own_credential_secret(pod)
-        except BaseException as e:
-            self._clean_up()
-            if handle is None or not isinstance(e, Exception):
-                raise
-            self.logger.error(f"failed to launch job {plan.job_id}: {e}")
-            handle.end(JobState.TERMINATED, ReturnCode.EXCEPTION)
-            return handle
-        self.logger.info(
-            f"launched job {plan.raw_job_id} as pod {plan.pod_name} in namespace {self.pod.namespace} "
-            f"(manifest {plan.manifest_path})"
-        )
-        try:
-            entered = handle.enter_states([JobState.RUNNING])
-        except BaseException:
-            handle.terminate()
-            raise
-        if not entered:
-            self.logger.warning(f"unable to enter running phase {plan.job_id}")
-        return handle
-
-    # -- the pod --
-
-    def _write_manifest(self, pod: Mapping[str, Any]) -> None:
-        path = self.plan.manifest_path
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        partial = f"{path}.partial"
-        with open(partial, "w", encoding="utf-8") as f:
-            f.write(to_json(pod))
-        os.replace(partial, path)
-
-    # -- cleanup --
-
-    def _clean_up(self) -> None:
-        """Delete what this launch created, newest first (the pod before the Secret it reads)."""
-        for kind, name in reversed(self.created):
-            pod = kind == "pod"
-            try:
-                deleted = self.pod.delete() if pod else self.pod.delete_secret(name)
-            except Exception as e:  # the launch's own error is the one its caller must see
-                self.logger.warning(f"unexpected error removing {kind} {name}: {e!r}")
-                deleted = False
-            if not deleted:
-                args = self.pod.delete_args() if pod else self.pod.delete_secret_args(name)
-                self.logger.warning(
-                    f"could not remove {kind} {name} after a failed launch; remove it with: {self.pod.describe(args)}"
-                )
-        self.created.clear()
 
 
 def _module_args(fl_ctx: FLContext, names: Iterable[str]) -> dict[str, Any]:

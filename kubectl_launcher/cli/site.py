@@ -218,7 +218,7 @@ def render_launch(
         server=server, site=site, job_id=job_id, workspace=workspace, root=root, exe_module=exe_module
     )
     plan = launcher.plan(meta, fl_context(site, workspace, root, job_args, set_list))
-    # The same construction _Launch.run does before it writes manifest.json (no kubectl: manifest only).
+    # The same construction Launch.run does before it writes manifest.json (no kubectl: manifest only).
     handle = K8sJobHandle(
         plan.job_id,
         None,

@@ -86,7 +86,7 @@ def test_a_launch_restricted_cannot_admit_fails_at_once_with_the_apiservers_mess
     assert INIT_CONTAINER not in said.split("violates PodSecurity", 1)[1]  # only the job container is named
     assert ours_in(k, "pods", "psa-refused") == []
     # the launch's own credential Secret is deleted again; the site's startup-kit Secret is the site's, shared
-    # by its launches (launcher._Launch), and carries no job label
+    # by its launches (launch.Launch), and carries no job label
     left = ours_in(k, "secrets", "psa-refused")
     assert [s["metadata"]["name"] for s in left if JOB_LABEL in s["metadata"]["labels"]] == []
     assert [s["metadata"]["name"] for s in left] == [f"nvflare-startup-{site_name_to_rfc1123(SITE)}"]
