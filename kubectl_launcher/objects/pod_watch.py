@@ -24,7 +24,6 @@ stops (its kubectl too) when the last one is released, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import random
 import threading
@@ -32,7 +31,6 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from kubectl_launcher.domain.names import MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
 from kubectl_launcher.domain.pod_cache import PodCache, PodRead, reconnect_delay
@@ -40,6 +38,7 @@ from kubectl_launcher.domain.pod_status import Event
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.objects.pod_events import DEFAULT_EVENTS_INTERVAL, EventsCache
 from kubectl_launcher.objects.pod_informer import Informer, InformerSettings
+from kubectl_launcher.objects.site_scope import SiteScope, site_journal_only
 
 __all__ = [
     "PodSubscription",
@@ -80,24 +79,6 @@ def watch_args(namespace: str, selector: str, resource_version: str, timeout_sec
         "timeoutSeconds": str(timeout_seconds),
     }
     return ("get", "--raw", _pods_path(namespace, query))
-
-
-@dataclass(frozen=True)
-class _Key:
-    """What makes two Kubectl objects the same site's: binary, kubeconfig, context, cache, environment."""
-
-    binary: str
-    kubeconfig: str | None
-    context: str | None
-    cache_dir: str
-    extra_env: tuple[tuple[str, str], ...]
-    namespace: str
-    selector: str
-
-    @classmethod
-    def of(cls, kubectl: Kubectl, namespace: str, selector: str) -> _Key:
-        env = tuple(sorted(kubectl.extra_env.items()))
-        return cls(kubectl.kubectl, kubectl.kubeconfig, kubectl.context, kubectl.cache_dir, env, namespace, selector)
 
 
 class PodSubscription:
@@ -142,7 +123,7 @@ class PodSubscription:
 class PodWatch:
     """The watch of one site's pods (one namespace, one selector) shared by all its subscribers."""
 
-    _registry: weakref.WeakValueDictionary[_Key, PodWatch] = weakref.WeakValueDictionary()
+    _registry: weakref.WeakValueDictionary[SiteScope, PodWatch] = weakref.WeakValueDictionary()
     _registry_lock = threading.Lock()
 
     def __init__(
@@ -188,10 +169,8 @@ class PodWatch:
         the job's after it, so the watch keeps the first; and the fewest journals of any Kubectl seen.
         """
         ns = namespace or kubectl.namespace
-        if len(kubectl.journals) > 1:
-            kubectl = copy.copy(kubectl)
-            kubectl.journals = kubectl.journals[:1]
-        key = _Key.of(kubectl, ns, selector)
+        kubectl = site_journal_only(kubectl)
+        key = SiteScope.of(kubectl, ns, selector)
         with cls._registry_lock:
             watch = cls._registry.get(key)
             if watch is None:

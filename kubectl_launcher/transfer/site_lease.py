@@ -27,20 +27,19 @@ one may get through).
 from __future__ import annotations
 
 import atexit
-import copy
 import itertools
 import logging
 import secrets
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from kubectl_launcher.domain.names import JOB_LABEL
 from kubectl_launcher.errors import KubectlError
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.commands import annotate_selected
 from kubectl_launcher.kubectl.purpose import LEASE
+from kubectl_launcher.objects.site_scope import SiteScope, site_journal_only
 from kubectl_launcher.transfer.pod_side import LEASE_ANNOTATION
 
 __all__ = ["JOBS_PER_COMMAND", "Membership", "SiteLease", "lease_selector"]
@@ -56,20 +55,6 @@ JOBS_PER_COMMAND = 100
 def lease_selector(site_selector: str, jobs: Iterable[str]) -> str:
     """The site's selector narrowed to ``jobs`` (job label values, RFC 1123: nothing to quote)."""
     return f"{site_selector},{JOB_LABEL} in ({','.join(sorted(set(jobs)))})"
-
-
-@dataclass(frozen=True)
-class _Site:
-    """What makes two Kubectl objects renew the same pods: binary, kubeconfig, context, cache, environment,
-    the namespace and the site's selector."""
-
-    binary: str
-    kubeconfig: str | None
-    context: str | None
-    cache_dir: str
-    extra_env: tuple[tuple[str, str], ...]
-    namespace: str
-    selector: str
 
 
 class Membership:
@@ -96,7 +81,7 @@ class Membership:
 class SiteLease:
     """The lease of one site's pods (one namespace, one selector), renewed for all of its members at once."""
 
-    _registry: weakref.WeakValueDictionary[_Site, SiteLease] = weakref.WeakValueDictionary()
+    _registry: weakref.WeakValueDictionary[SiteScope, SiteLease] = weakref.WeakValueDictionary()
     _registry_lock = threading.Lock()
 
     def __init__(
@@ -130,11 +115,8 @@ class SiteLease:
         """The site's shared lease. Like the site's pod watch, it journals into the site's journal only (the
         first of a `for_job` copy's journals): it serves every job, none of them alone."""
         ns = namespace or kubectl.namespace
-        if len(kubectl.journals) > 1:
-            kubectl = copy.copy(kubectl)
-            kubectl.journals = kubectl.journals[:1]
-        env = tuple(sorted(kubectl.extra_env.items()))
-        key = _Site(kubectl.kubectl, kubectl.kubeconfig, kubectl.context, kubectl.cache_dir, env, ns, selector)
+        kubectl = site_journal_only(kubectl)
+        key = SiteScope.of(kubectl, ns, selector)
         with cls._registry_lock:
             lease = cls._registry.get(key)
             if lease is None:
