@@ -88,6 +88,22 @@ def in_background(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]
     return thread, out
 
 
+def fail_exec_once(site: Site, condition: Callable[[], object]) -> threading.Thread:
+    """From a thread: as soon as `condition()` holds, the API answers 503 to the pod's exec for 4 s."""
+
+    def fault() -> None:
+        wait_until(condition, timeout=60, interval=0.02)
+        site.cluster.faults.api_errors(503, seconds=4.0, paths=[exec_path(site)])
+
+    return in_background(fault)[0]
+
+
+def redone_then_done(site: Site, kind: str) -> None:
+    """The step's commands: one failed at least, the last one succeeded."""
+    runs = commands_of(site, kind)
+    assert runs and runs[-1].data["returncode"] == 0 and any(e.data["returncode"] != 0 for e in runs), runs
+
+
 def finished_with_results(site: Site, handle: K8sJobHandle) -> None:
     handle.wait()
     assert handle.poll() == JobReturnCode.SUCCESS and handle.terminal_state is JobState.SUCCEEDED
@@ -101,19 +117,13 @@ def test_the_api_failing_the_deliverys_exec_redoes_the_delivery_and_the_job_runs
     gate = gates / "go"
     site = make_site(gated_module(gate))
     launcher = site.launcher(workspace_transfer=TRANSFER)
-
-    def fail_exec_once_the_init_container_runs() -> None:
-        wait_until(lambda: "running" in container_state(site, INIT_CONTAINER, init=True), timeout=60, interval=0.02)
-        site.cluster.faults.api_errors(503, seconds=4.0, paths=[exec_path(site)])
-
-    faulting, _ = in_background(fail_exec_once_the_init_container_runs)
+    faulting = fail_exec_once(site, lambda: "running" in container_state(site, INIT_CONTAINER, init=True))
     handle = site.launch(launcher)
     faulting.join(5)
     assert handle.terminal_state is None, "the launch failed instead of redoing the delivery"
     gate.touch()
     finished_with_results(site, handle)
-    delivered = commands_of(site, purpose.DELIVER)
-    assert delivered[-1].data["returncode"] == 0 and any(e.data["returncode"] != 0 for e in delivered), delivered
+    redone_then_done(site, purpose.DELIVER)
 
 
 def test_a_job_that_ends_while_the_api_is_down_is_collected_once_it_is_back(
@@ -141,17 +151,11 @@ def test_the_api_failing_the_collections_exec_redoes_the_collection_and_nothing_
     handle = site.launch(site.launcher(workspace_transfer=TRANSFER))
     assert handle.enter_states([JobState.RUNNING])
     main = handle.get_manifest()["spec"]["containers"][0]["name"]
-
-    def fail_exec_once_the_job_ends() -> None:
-        wait_until(lambda: "terminated" in container_state(site, main), timeout=60, interval=0.02)
-        site.cluster.faults.api_errors(503, seconds=4.0, paths=[exec_path(site)])
-
-    faulting, _ = in_background(fail_exec_once_the_job_ends)
+    faulting = fail_exec_once(site, lambda: "terminated" in container_state(site, main))
     gate.touch()
     faulting.join(60)
     finished_with_results(site, handle)
-    collected = commands_of(site, purpose.COLLECT)
-    assert collected[-1].data["returncode"] == 0 and any(e.data["returncode"] != 0 for e in collected), collected
+    redone_then_done(site, purpose.COLLECT)
 
 
 def test_the_sites_watch_cut_while_a_launch_waits_for_its_pod_changes_nothing(
