@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kubectl_launcher.transfer.pod_side import CONTROL_PATH, script_command
+from kubectl_launcher.transfer.pod_side import CONTROL_PATH, WAKE_WAITER, script_command
 
 __all__ = [
     "BUNDLE_SUMS",
@@ -55,8 +55,11 @@ SYMLINK_EXIT = 8
 #: $7 "sha256" to check the sums member (when the image has sha256sum), anything else: the byte total
 #: only; then the names to move into place. Forgets earlier attempts' staging folders, writes the lease,
 #: extracts, verifies (nothing placed on a mismatch: exit 6), prints "entries N" and "bytes N" (and
-#: "sha256 verified"), places and writes ``delivered``. Prints "delivered before" when it was, already.
-DELIVER_SCRIPT = """\
+#: "sha256 verified"), places, writes ``delivered`` (its PID) and wakes the init container. Prints
+#: "delivered before" when it was, already.
+DELIVER_SCRIPT = (
+    WAKE_WAITER
+    + """\
 ws=$1 ctl=$2 word=$3 stage=$4 entries=$5 bytes=$6 check=$7
 shift 7
 if [ -e "$ctl/delivered" ]; then echo 'delivered before'; exit 0; fi
@@ -91,8 +94,9 @@ for name do
     rm -rf "./$name" && mv "$stage/tree/$name" "./$name" || exit 4
   fi
 done
-rm -rf "$stage" && : > "$ctl/delivered"
+rm -rf "$stage" && echo $$ > "$ctl/delivered" && wake "$ctl" delivered
 """
+)
 
 #: One exec into the keeper collects the results: $1 workspace, $2 the job's folder below it, $3 "1" for
 #: checksums. Refuses (exit 8) a folder that is, or lies below, a symlink: the results are exactly the

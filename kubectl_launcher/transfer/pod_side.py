@@ -71,6 +71,7 @@ __all__ = [
     "RELEASE_SCRIPT",
     "STAGE_PREFIX",
     "WAIT_SCRIPT",
+    "WAKE_WAITER",
     "TransferSettings",
     "container_state",
     "decorate_pod",
@@ -111,13 +112,21 @@ LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
 #: Giving up leaves LAPSED_MARKER, which the job container's liveness probe turns into its end.
 #: More than one look a second needs a sleep that takes fractions (GNU, busybox); without one the
 #: script falls back to one look a second.
+#: Woken at once: it leaves its PID in ``<marker>.pid``, and whoever writes the marker sends it USR1
+#: (WAKE_WAITER), which ends the ``wait`` for its tick; so the job container starts the moment the
+#: workspace is placed, not at the init container's next look. The marker holds its writer's PID:
+#: this container ends only once that process is gone (at most ~2 s), as a container's end kills the
+#: processes of its PID namespace, the launcher's exec among them, before its exit code is reported.
+#: Its own PID comes from a child's $PPID: the kubelet turns "$$" into "$" in a container's command.
 WAIT_SCRIPT = """\
 trap 'exit 143' TERM INT
+trap : USR1
 ctl=$1 per=$2 marker=$3 bound=$4 code=$5 notes=$6
 if ! command -v tar >/dev/null 2>&1; then
   echo "kubectl-launcher: this image has no tar; the workspace transfer needs it in the container" >&2
   exit 127
 fi
+sh -c 'echo "$PPID"' 2>/dev/null > "$ctl/$marker.pid" || :
 tick=1
 if [ "$per" -gt 1 ]; then tick=0.$((1000 / per)); sleep "$tick" 2>/dev/null || tick=1 per=1; fi
 last= idle=-1 limit=$((bound * per))
@@ -136,8 +145,23 @@ while [ ! -e "$ctl/$marker" ]; do
     echo "kubectl-launcher: $why; giving up waiting for $marker" >&2
     exit "$code"
   fi
-  sleep "$tick"
+  sleep "$tick" & wait $!
 done
+by=
+{ read -r by < "$ctl/$marker"; } 2>/dev/null || :
+case $by in *[!0-9]*) by= ;; esac
+short=0.01 looks=200
+sleep "$short" 2>/dev/null || short=1 looks=2
+while [ -n "$by" ] && [ "$looks" -gt 0 ] && kill -0 "$by" 2>/dev/null; do
+  sleep "$short"
+  looks=$((looks - 1))
+done
+exit 0
+"""
+
+#: Sourced by the scripts that write a marker (delivery, release), after it: $1 control dir, $2 marker.
+WAKE_WAITER = """\
+wake() { { read -r waiter < "$1/$2.pid" && kill -USR1 "$waiter"; } 2>/dev/null || :; }
 """
 
 #: $1 the lapse marker. The job container's exec liveness probe: fails, printing why, once the keeper
@@ -146,9 +170,9 @@ PROBE_SCRIPT = """\
 if [ -e "$1" ]; then cat "$1"; exit 1; fi
 """
 
-#: Looks per second of the init container at the control folder: the job container starts as soon
-#: as it notices the delivery, which is on every launch's critical path (at one look a second the
-#: demo's launches waited 0.5 s on average, up to 1 s, for it), and it lives only seconds.
+#: Looks per second of the init container at the control folder. The delivery wakes it (WAKE_WAITER),
+#: so its looks count the lease and catch a wake that was lost (one sent between two waits); the
+#: delivery is on every launch's critical path and the init container lives only seconds.
 INIT_LOOKS_PER_SECOND = 5
 #: The keeper lives as long as the job; nothing waits for it to notice the release (the launcher
 #: reports the outcome at the release), so one look a second: 5 would cost ~0.5 % of a core per pod.
@@ -156,8 +180,8 @@ KEEPER_LOOKS_PER_SECOND = 1
 
 #: $1 control dir, $2 token.
 LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
-#: $1 control dir.
-RELEASE_SCRIPT = """: > "$1/released"\n"""
+#: $1 control dir. The marker holds the writer's PID (see WAIT_SCRIPT).
+RELEASE_SCRIPT = WAKE_WAITER + """echo $$ > "$1/released" && wake "$1" released\n"""
 
 #: Words in an init container's last message that say the image lacks sh or tar.
 _TOOL_MISSING = ("executable file not found", ": not found", "no tar")
