@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, cast
 from nvflare.apis.job_launcher_spec import JobHandleSpec
 
 from kubectl_launcher.domain.job_tracker import (
+    EVENTS_GRACE,
     PERMANENT_FAILURE_LIMIT,
     POLL_INTERVAL,
     QUICK_POLL_INTERVAL,
@@ -89,6 +90,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         quick_poll_interval: float = QUICK_POLL_INTERVAL,
         quick_poll_window: float = QUICK_POLL_WINDOW,
         permanent_failure_limit: float | None = PERMANENT_FAILURE_LIMIT,
+        events_grace: float = EVENTS_GRACE,
         subscribe: job_pod.Subscribe = job_pod.subscribe_to_site_watch,
     ) -> None:
         super().__init__()
@@ -122,7 +124,12 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self._manifest = manifest
 
         settings = TrackerSettings(
-            self.pending_timeout, permanent_failure_limit, poll_interval, quick_poll_interval, quick_poll_window
+            self.pending_timeout,
+            permanent_failure_limit,
+            poll_interval,
+            quick_poll_interval,
+            quick_poll_window,
+            events_grace,
         )
         self._tracker = JobTracker(self.container_name, self._what(), settings)  # used under _step_lock
         self._terminal_state: JobState | None = None

@@ -1,12 +1,13 @@
 """One launch, the manager between the plan and the handle (as NVFlare's Slurm launcher hands its plan to a
 manager): one read that nothing of the job exists, the pod's manifest file, one server-side apply of the
-Secrets and the pod, the pod made owner of its credential Secret, the handle; and, when a step fails, its own
-steps undone, newest first, and nothing else touched."""
+Secrets and the pod, the pod made owner of its credential Secret (while the pod starts), the handle; and,
+when a step fails, its own steps undone, newest first, and nothing else touched."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.objects.launch_secrets import LaunchSecrets
+from kubectl_launcher.objects.pod_watch import PodWatch, WatchHold, site_selector
 from kubectl_launcher.transfer.workspace import WorkspaceTransfer
 
 __all__ = ["Launch", "LaunchParts"]
@@ -39,8 +41,8 @@ class LaunchParts(Protocol):
 
 class Launch:
     """The manager of one launch: checks that nothing of it exists (one read), writes the pod's manifest,
-    applies the Secrets and the pod together (one apply), makes the pod own its credential Secret, builds
-    the handle, and undoes its own steps, newest first, when one fails."""
+    applies the Secrets and the pod together (one apply), makes the pod own its credential Secret while
+    the pod starts, builds the handle, and undoes its own steps, newest first, when one fails."""
 
     def __init__(self, launcher: LaunchParts, plan: LaunchPlan, site_kubectl: Kubectl) -> None:
         self.launcher = launcher
@@ -66,8 +68,24 @@ class Launch:
         self.secrets = LaunchSecrets(
             self.kubectl, plan, validate=launcher.kubectl_validate, created=self.created, logger=self.logger
         )
+        self._watch_hold: WatchHold | None = None
 
     def run(self) -> K8sJobHandle:
+        try:
+            return self._run()
+        finally:
+            if self._watch_hold is not None:
+                self._watch_hold.release()  # the handle follows its pod by now (its first look subscribed)
+
+    def _hold_site_watch(self) -> None:
+        """Start the site's pod watch now, unless it runs already: its list and watch come up while the pod
+        is applied, and the handle's first look finds them answering instead of waiting for them (on every
+        launch of a site whose jobs do not overlap, ~0.2 s of its critical path)."""
+        selector = site_selector(self.plan.labels)
+        if selector is not None:
+            self._watch_hold = PodWatch.for_site(self.kubectl, selector).hold()
+
+    def _run(self) -> K8sJobHandle:
         plan, launcher = self.plan, self.launcher
         handle: K8sJobHandle | None = None
         try:
@@ -89,9 +107,14 @@ class Launch:
             if pod_exists is not None:
                 raise RuntimeError(pod_exists)
             self._write_manifest(handle.get_manifest())
+            self._hold_site_watch()
             # The Secrets (stdin) and the pod (the manifest file) in one server-side apply.
             pod = self.secrets.apply(plan.manifest_path)
-            self.secrets.own_credential_secret(pod)
+            # While the pod is scheduled and its init container starts: off the launch's critical path.
+            owning = threading.Thread(
+                target=self._own_credential_secret, args=(pod,), name="kubectl-launcher-own-secret"
+            )
+            owning.start()
         except BaseException as e:
             self._clean_up()
             if handle is None or not isinstance(e, Exception):
@@ -106,11 +129,19 @@ class Launch:
         try:
             entered = handle.enter_states([JobState.RUNNING])
         except BaseException:
+            owning.join()
             handle.terminate()
             raise
+        owning.join()  # the Secret's owner is set (or its failure logged) before NVFlare gets the handle
         if not entered:
             self.logger.warning(f"unable to enter running phase {plan.job_id}")
         return handle
+
+    def _own_credential_secret(self, pod: Mapping[str, Any]) -> None:
+        try:
+            self.secrets.own_credential_secret(pod)
+        except Exception:  # on its own thread: nothing above it would tell
+            self.logger.exception(f"unexpected error setting the ownerReference of {self.plan.credential_secret_name}")
 
     # -- the pod --
 

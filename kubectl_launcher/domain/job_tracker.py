@@ -35,6 +35,7 @@ from kubectl_launcher.domain.pod_status import (
 from kubectl_launcher.errors import ConfigError
 
 __all__ = [
+    "EVENTS_GRACE",
     "PERMANENT_FAILURE_LIMIT",
     "POLL_INTERVAL",
     "QUICK_POLL_INTERVAL",
@@ -58,6 +59,11 @@ QUICK_POLL_WINDOW = 3.0
 #: How long the server may refuse to show us the pod (RBAC revoked, credentials expired) before the
 #: job is failed. Transient failures (unreachable server, 5xx, timeouts) never count.
 PERMANENT_FAILURE_LIMIT = 300.0
+#: A pod seen for less than this long is not asked about its events: what they could say (a volume
+#: that does not mount, no node with room) is no reason to act within a pod's first moments, which
+#: every launch spends pending while its containers start; an events query there cost each launch a
+#: kubectl process on its critical path. Upstream looks once a second; this delays a verdict by 2 s.
+EVENTS_GRACE = 2.0
 
 _ENDED_PHASES = (PodPhase.SUCCEEDED.value, PodPhase.FAILED.value)
 
@@ -107,11 +113,13 @@ class TrackerSettings:
     poll_interval: float = POLL_INTERVAL
     quick_poll_interval: float = QUICK_POLL_INTERVAL
     quick_poll_window: float = QUICK_POLL_WINDOW
+    events_grace: float = EVENTS_GRACE
 
     def __post_init__(self) -> None:
         positive_seconds(self.poll_interval, "poll_interval")
         positive_seconds(self.quick_poll_interval, "quick_poll_interval")
         positive_seconds(self.quick_poll_window, "quick_poll_window", zero=True)
+        positive_seconds(self.events_grace, "events_grace", zero=True)
         if self.permanent_failure_limit is not None:
             positive_seconds(self.permanent_failure_limit, "permanent_failure_limit", zero=True)
 
@@ -134,6 +142,7 @@ class JobTracker:
         self.container_name = container_name
         self.what = what
         self.settings = settings
+        self._first_seen: float | None = None  # the first look that found the pod (EVENTS_GRACE)
         self._pending_since: float | None = None  # the resource-wait timer
         self._pending_paused_at: float | None = None
         self._read_failures = 0
@@ -161,9 +170,13 @@ class JobTracker:
             keep = main_container_exit_code(pod, self.container_name) is not None
             return self._failed(f"workspace transfer failed: {transfer.error}", delete_pod=not keep)
         events_failed = False
+        if pod is not None and self._first_seen is None:
+            self._first_seen = now
 
         def fetch() -> Sequence[Event]:
             nonlocal events_failed
+            if self._first_seen is not None and now - self._first_seen < self.settings.events_grace:
+                return []  # none seen yet, not "could not be read": the pending timers run as usual
             found = events()
             events_failed = found is None
             return found or []

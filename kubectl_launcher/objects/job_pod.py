@@ -119,6 +119,7 @@ class JobPod:
         self._cleanup_lock = threading.Lock()  # one clean-up at a time
         self._deleted = False
         self._secrets_tried: set[str] = set()
+        self._retire_tried: set[str] = set()  # retire_credentials() started its one delete of these
 
     @property
     def namespace(self) -> str:
@@ -264,19 +265,32 @@ class JobPod:
     def retire_credentials(self, read: PodRead, container: str, secret: str | None) -> None:
         """Delete the job's credential Secret once `container` (the job's) has started: the kubelet put
         the token into the process's environment when it created the container, and nothing reads the
-        Secret again (restartPolicy Never). Tried once; a failure is logged and never fails the job —
-        the Secret's ownerReference to the pod, and clean_up(), remain the backstop."""
+        Secret again (restartPolicy Never). Tried once here; a failure is logged and never fails the job —
+        the Secret's ownerReference to the pod, and clean_up() (which tries again), remain the backstop.
+
+        The delete runs on a thread of its own: the look that sees the job container start is the one a
+        launch waits for (launch_job returns on it), and a kubectl process there cost every launch ~0.2 s.
+        clean_up() waits for a delete in flight (one lock), so nothing outlives the handle's clean-up."""
         if not secret or secret in self._secrets_tried or read.status is not PodReadStatus.FOUND:
             return
         state = main_container_state(read.pod, container) or {}
         if state.get("running") is None and state.get("terminated") is None:
             return
         with self._cleanup_lock:
-            if secret in self._secrets_tried:
+            if secret in self._secrets_tried or secret in self._retire_tried:
                 return
-            self._secrets_tried.add(secret)
+            self._retire_tried.add(secret)
+        threading.Thread(
+            target=self._retire, args=(secret,), name="kubectl-launcher-retire-credentials", daemon=True
+        ).start()
+
+    def _retire(self, secret: str) -> None:
+        with self._cleanup_lock:
+            if secret in self._secrets_tried:
+                return  # clean_up() came first and deleted it
             try:
                 if self.delete_secret(secret, what="credential Secret"):
+                    self._secrets_tried.add(secret)
                     self.logger.info(f"{self.label}: the job container has started; deleted its credential Secret")
             except Exception:  # a clean-up must not end a job that runs
                 self.logger.exception(f"unexpected error deleting the credential Secret {secret} of {self.label}")

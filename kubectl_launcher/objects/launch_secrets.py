@@ -18,7 +18,7 @@ from typing import Any
 from kubectl_launcher.domain.manifest import build_secret_manifest, owner_patch, owner_reference, to_json
 from kubectl_launcher.domain.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from kubectl_launcher.domain.plan import LaunchPlan
-from kubectl_launcher.errors import ConfigError, KubectlError, ProtocolError
+from kubectl_launcher.errors import ConfigError, KubectlError, KubectlNotFound, ProtocolError
 from kubectl_launcher.kubectl import Kubectl, StdinRecord, commands
 from kubectl_launcher.kubectl.purpose import APPLY, SECRET
 
@@ -214,6 +214,10 @@ class LaunchSecrets:
         try:
             owner = owner_reference(pod if "metadata" in pod else {"metadata": pod})
             self.kubectl.run(commands.merge_patch("secret", name, owner_patch(owner)), idempotent=True, purpose=SECRET)
+        except KubectlNotFound:
+            # It runs while the pod starts (launch.py): the job container may have started and the handle
+            # retired the Secret first, which is all the reference was for.
+            self.logger.info(f"Secret {name} was deleted before its ownerReference was set; nothing to own")
         except (KubectlError, ValueError) as e:
             self.logger.warning(
                 f"failed to set ownerReference on Secret {name}: {e}; "

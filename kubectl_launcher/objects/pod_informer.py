@@ -75,6 +75,7 @@ class Informer:
     watches: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waiters: dict[str, set[_Waiter]] = field(default_factory=dict)
+    _holds: set[object] = field(default_factory=set)  # PodWatch.hold(): running, no pod followed
     _stopping: threading.Event = field(default_factory=threading.Event)
     _stream: KubectlStream | None = None
     _thread: threading.Thread | None = None
@@ -90,7 +91,7 @@ class Informer:
             return waiter
 
     def remove_waiter(self, waiter: object) -> bool:
-        """True when nobody is subscribed any more."""
+        """True when nobody is subscribed (or holds the watch) any more."""
         assert isinstance(waiter, _Waiter)
         with self._lock:
             waiters = self._waiters.get(waiter.name, set())
@@ -99,7 +100,20 @@ class Informer:
                 if not waiters:
                     del self._waiters[waiter.name]
                 self.cache.unsubscribe(waiter.name)
-            return not self._waiters
+            return not self._waiters and not self._holds
+
+    def add_hold(self) -> object:
+        """Keep the informer running with no pod followed; `remove_hold` gives it back."""
+        hold = object()
+        with self._lock:
+            self._holds.add(hold)
+        return hold
+
+    def remove_hold(self, hold: object) -> bool:
+        """True when nobody is subscribed (or holds the watch) any more."""
+        with self._lock:
+            self._holds.discard(hold)
+            return not self._waiters and not self._holds
 
     def read(self, waiter: _Waiter) -> PodRead:
         with self._lock:

@@ -43,6 +43,7 @@ from kubectl_launcher.objects.site_scope import SiteScope, site_journal_only
 __all__ = [
     "PodSubscription",
     "PodWatch",
+    "WatchHold",
     "list_args",
     "site_selector",
     "watch_args",
@@ -120,6 +121,17 @@ class PodSubscription:
         return not self._release.alive
 
 
+class WatchHold:
+    """The site's watch kept running with no pod followed (PodWatch.hold); `release()` is idempotent, and
+    dropping it unreleased releases it when it is garbage collected."""
+
+    def __init__(self, watch: PodWatch, informer: Informer) -> None:
+        self._release = weakref.finalize(self, watch._release_hold, informer, informer.add_hold())
+
+    def release(self) -> None:
+        self._release()
+
+
 class PodWatch:
     """The watch of one site's pods (one namespace, one selector) shared by all its subscribers."""
 
@@ -192,40 +204,67 @@ class PodWatch:
     def subscribe(self, pod_name: str) -> PodSubscription:
         """Follow one pod (subscribe once it was created: a list begun later proves absence).
 
-        The first subscription starts the watch's thread and kubectl."""
+        The first subscription (or hold) starts the watch's thread and kubectl."""
         with self._lock:
-            informer = self._informer
-            if informer is None:
-                informer = self._informer = Informer(
-                    self._settings,
-                    kubectl=lambda: self.kubectl,
-                    list_args=list_args(self.namespace, self.selector),
-                    watch_args=lambda rv, timeout: watch_args(self.namespace, self.selector, rv, timeout),
-                    cache=PodCache(),
-                    clock=self._clock,
-                    pause=self._pause,
-                    delay=lambda failures: reconnect_delay(
-                        failures, self._rng(), first=self._backoff[0], cap=self._backoff[1]
-                    ),
-                    lifetime=lambda: int(self._settings.watch_timeout * (1 + self._rng())),
-                    after=self._previous,
-                )
-                self.informers_started += 1
-                start = True
-            else:
-                start = False
+            informer, start = self._informer_locked()
             subscription = PodSubscription(self, informer, pod_name)
         if start:
             informer.start()
         return subscription
 
+    def hold(self) -> WatchHold:
+        """Start the watch now (if it is not running) and keep it running, following no pod, until the
+        hold is released: a launch holds it from before its apply until its handle has subscribed, so the
+        site's list runs beside the launch's first commands instead of after its apply."""
+        with self._lock:
+            informer, start = self._informer_locked()
+            hold = WatchHold(self, informer)
+        if start:
+            informer.start()
+        return hold
+
+    def _informer_locked(self) -> tuple[Informer, bool]:
+        """Called with the lock held: the running informer, made when there is none; and whether the caller
+        must start it (after registering its interest, still under the lock)."""
+        informer = self._informer
+        if informer is None:
+            informer = self._informer = Informer(
+                self._settings,
+                kubectl=lambda: self.kubectl,
+                list_args=list_args(self.namespace, self.selector),
+                watch_args=lambda rv, timeout: watch_args(self.namespace, self.selector, rv, timeout),
+                cache=PodCache(),
+                clock=self._clock,
+                pause=self._pause,
+                delay=lambda failures: reconnect_delay(
+                    failures, self._rng(), first=self._backoff[0], cap=self._backoff[1]
+                ),
+                lifetime=lambda: int(self._settings.watch_timeout * (1 + self._rng())),
+                after=self._previous,
+            )
+            self.informers_started += 1
+            return informer, True
+        return informer, False
+
     def _release(self, informer: Informer, waiter: object) -> None:
         with self._lock:
-            empty = informer.remove_waiter(waiter)
-            if not empty or informer is not self._informer:
-                return
-            self._informer, self._previous = None, informer
-        informer.stop(_STOPPED)
+            unwanted = self._unwanted(informer, informer.remove_waiter(waiter))
+        if unwanted:
+            informer.stop(_STOPPED)
+
+    def _release_hold(self, informer: Informer, hold: object) -> None:
+        with self._lock:
+            unwanted = self._unwanted(informer, informer.remove_hold(hold))
+        if unwanted:
+            informer.stop(_STOPPED)
+
+    def _unwanted(self, informer: Informer, empty: bool) -> bool:
+        """Called with the lock held: the last subscriber or hold gone retires the informer (its caller then
+        stops its kubectl, outside the lock)."""
+        if not empty or informer is not self._informer:
+            return False
+        self._informer, self._previous = None, informer
+        return True
 
     def stop(self) -> None:
         """Stop the watch's kubectl now (subscribers read unavailable); a later subscription starts anew."""

@@ -74,8 +74,9 @@ def test_a_relaunch_while_the_jobs_pod_runs_changes_nothing(
     site = Site(tmp_path / SITE, cluster, module_source(0, sleep=300), kubectl_path)
     first = site.launch()
     try:
-        # The credential Secret may be retired already (the job container runs): then the relaunch must
-        # not bring one back.
+        # The job container runs, so its credential Secret is retired (on a thread of its own, moments after
+        # launch_job returned): the relaunch must not bring one back.
+        assert wait_for(lambda: site.objects()[1] is None)
         pod = site.objects()[0]
         assert pod is not None and pod["status"]["phase"] == "Running"
         before = identities(cluster)

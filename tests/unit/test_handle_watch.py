@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from nvflare.apis.job_launcher_spec import JobReturnCode
 
+from kubectl_launcher.domain.job_tracker import EVENTS_GRACE
 from kubectl_launcher.domain.names import managed_labels
 from kubectl_launcher.domain.pod_cache import NOT_LISTED
 from kubectl_launcher.domain.pod_status import Event, JobState, Pod
@@ -203,6 +205,9 @@ def test_a_pending_pod_is_judged_from_the_watchs_shared_events_not_a_query_of_it
     rig.runner.expect(DELETE_POD, f'pod "{POD}" deleted\n').expect(DELETE_SECRET, "deleted\n")
     handle = rig.handle()
     rig.events = json.loads(pod_json("../pods/events_image_pull_failed.json"))["items"]
+    assert handle.poll() == JobReturnCode.UNKNOWN  # just seen: a pod's first moments are no time to ask
+    assert rig.follower.events_asked == 0
+    rig.clock.now += EVENTS_GRACE
     assert handle.poll() == 101  # a pull failure, seen in the events the site's watch read
     assert rig.follower.events_asked == 1
 

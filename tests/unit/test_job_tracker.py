@@ -170,3 +170,19 @@ def test_a_bad_poll_interval_is_a_config_error_naming_it(bad: object) -> None:
         positive_seconds(bad, "poll_interval")
     with pytest.raises(ConfigError, match="poll_interval"):
         TrackerSettings(pending_timeout=None, poll_interval=bad)  # type: ignore[arg-type]
+
+
+def test_a_pod_is_asked_about_its_events_only_once_seen_for_the_grace() -> None:
+    t = tracker(events_grace=2.0)
+    creating = found("pending_container_creating.json")
+    first = T0 + 60
+    assert not observe(t, creating, first).ended  # no_events: asking now would fail the test
+    assert not observe(t, creating, first + 1.9).ended
+    verdict = observe(t, creating, first + 2.0, events("events_image_pull_failed.json"))
+    assert verdict.ended and verdict.return_code == 101  # the pull failure, from the events
+
+
+def test_events_grace_zero_asks_at_the_first_look() -> None:
+    verdict = observe(tracker(events_grace=0.0), found("pending_container_creating.json"), T0 + 60,
+                      events("events_image_pull_failed.json"))  # fmt: skip
+    assert verdict.ended and verdict.return_code == 101

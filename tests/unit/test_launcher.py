@@ -7,7 +7,9 @@ import copy
 import json
 import os
 import shlex
+import threading
 import time
+import urllib.parse
 from argparse import Namespace
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +43,7 @@ KEY_BYTES = b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n---
 GLOBAL_WITH_VALUE = {"--kubeconfig", "--context", "--namespace", "--request-timeout"}
 #: The site's pod watch listing our pods (then watching from the list, a stream nobody closes).
 WATCH_LIST = "get --raw /api/v1/namespaces/nvflare/pods?labelSelector="
+WATCH_STREAM = "get --raw /api/v1/namespaces/nvflare/pods?labelSelector=...&watch=true"
 
 
 def strip_globals(argv: Sequence[str]) -> tuple[str, ...]:
@@ -70,6 +73,9 @@ class FakeCluster(ScriptedRunner):
         self.fail: Callable[[tuple[str, ...]], CommandResult | None] = lambda args: None
         self.phase_after_apply = "Running"
         self._uid = 0
+        self._watching: list[Callable[[str], object]] = []  # the open watch streams' line sinks
+        self._events: list[tuple[int, str]] = []  # (resourceVersion, watch event line) of every pod applied
+        self._events_lock = threading.Lock()
 
     def answer(self, call: RunnerCall) -> CommandResult:
         args = strip_globals(call.argv)
@@ -83,9 +89,17 @@ class FakeCluster(ScriptedRunner):
         return CommandResult(call.argv, rc, out, err, started_at=time.time())
 
     def stream(self, argv: Sequence[str], **callbacks: Any) -> ScriptedProcess:
-        """The pod watch's stream: open, silent, until the watch stops it."""
-        self.streams.append(strip_globals(argv))
-        return ScriptedProcess(ScriptedRun(until_stopped=True), callbacks["on_line"], callbacks["on_stderr"])
+        """The pod watch's stream, open until the watch stops it: as an API server's, it starts with the pods
+        applied after its resourceVersion, then has each pod applied while it is open."""
+        args = strip_globals(argv)
+        self.streams.append(args)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(args[2]).query)
+        since = int(query["resourceVersion"][0])
+        with self._events_lock:
+            missed = [line for rv, line in self._events if rv > since]
+            self._watching.append(callbacks["on_line"])
+        run = ScriptedRun(lines=missed, until_stopped=True)
+        return ScriptedProcess(run, callbacks["on_line"], callbacks["on_stderr"])
 
     def _answer(self, args: tuple[str, ...], stdin: bytes | None) -> tuple[int, str, str]:
         verb = args[0]
@@ -105,8 +119,9 @@ class FakeCluster(ScriptedRunner):
             store[name] = obj
             return 0, f"secret/{name}\n", ""
         if args[:2] == ("get", "--raw"):  # the site's pod watch: its list (the watch is stream())
-            items = list(self.pods.values())
-            return 0, json.dumps({"kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items}), ""
+            with self._events_lock:
+                items, rv = list(self.pods.values()), str(len(self._events) + 1)
+            return 0, json.dumps({"kind": "PodList", "metadata": {"resourceVersion": rv}, "items": items}), ""
         if args[:3] == ("get", "pods", "--selector"):  # the take-over's listing of the site's pods
             items = list(self.pods.values())
             return 0, json.dumps({"kind": "PodList", "items": items}), ""
@@ -165,6 +180,13 @@ class FakeCluster(ScriptedRunner):
                 self._uid += 1
                 obj["metadata"]["uid"] = f"uid-{self._uid}"
                 obj["status"] = {"phase": self.phase_after_apply}
+                with self._events_lock:
+                    rv = len(self._events) + 2  # the first list says "1"
+                    obj["metadata"]["resourceVersion"] = str(rv)
+                    event = json.dumps({"type": "ADDED" if old is None else "MODIFIED", "object": obj})
+                    self._events.append((rv, event))
+                    for on_line in self._watching:
+                        on_line(event)
             elif old is not None and "ownerReferences" in old["metadata"]:
                 obj["metadata"]["ownerReferences"] = old["metadata"]["ownerReferences"]
             store[name] = obj
@@ -181,7 +203,7 @@ class FakeCluster(ScriptedRunner):
             if args[0] in ("version", "config") or args[:3] == ("get", "pods", "--selector"):  # setup, take-over
                 continue
             if args[:2] == ("get", "--raw"):
-                shown.append(WATCH_LIST)
+                shown.append(WATCH_STREAM if "watch=true" in args[2] else WATCH_LIST)
             elif args[0] == "apply":
                 files = [args[i + 1] for i, a in enumerate(args) if a == "--filename"]
                 shown.append(f"apply --server-side {' '.join(files)}")
@@ -272,12 +294,15 @@ def test_a_launch_is_one_check_one_apply_of_secrets_and_pod_and_the_owner_patch(
     handle = make_launcher(cluster, site).launch_job(job_meta(), make_ctx(site))
 
     manifest_path = site / JOB / "kubectl-launcher" / "manifest.json"
-    assert cluster.verbs() == [
+    verbs = cluster.verbs()
+    assert [v for v in verbs if v not in (WATCH_LIST, WATCH_STREAM)] == [
         f"get pod/{POD} secret/{STARTUP}",  # one read: pod absent, both Secrets absent or ours
         f"apply --server-side - {manifest_path}",  # the Secrets on stdin first, then the pod
-        f"patch secret {CRED}",  # owned by the pod (needs its uid)
-        WATCH_LIST,  # the handle sees Running, through the site's pod watch
+        f"patch secret {CRED}",  # owned by the pod (needs its uid), while the pod starts
     ]
+    # The handle sees Running through the site's pod watch, whose list starts once the check passed, beside
+    # the apply (its order with the apply and the patch is the threads').
+    assert verbs.count(WATCH_LIST) == 1 and verbs.index(WATCH_LIST) > 0
     apply = next(c for c in cluster.calls if c[0] == "apply")
     assert apply == commands.apply_server_side("-", str(manifest_path), force_conflicts=True)
     assert handle.poll() == JobReturnCode.UNKNOWN  # running
@@ -411,7 +436,8 @@ def test_an_existing_startup_secret_of_ours_is_applied_over_with_todays_files(si
     cluster.calls.clear()
     (site / "startup" / "client.crt").write_bytes(b"NEW-CERT")
     launcher.launch_job(job_meta(), make_ctx(site))
-    assert [v.split(" ")[0] for v in cluster.verbs()] == ["get", "apply", "patch", "get"]
+    launch = [v.split(" ")[0] for v in cluster.verbs() if v not in (WATCH_LIST, WATCH_STREAM)]
+    assert launch == ["get", "apply", "patch"]
     assert base64.b64decode(cluster.secrets[STARTUP]["data"]["client.crt"]) == b"NEW-CERT"
 
 

@@ -434,3 +434,28 @@ def test_one_events_read_per_interval_serves_every_pending_pod(site: Site) -> No
     site.clock.now += 1.5
     assert a.events() is None and b.events() is None  # one failed read, shared
     assert site.watch.events.reads == 2
+
+
+def test_a_hold_starts_the_watch_before_any_pod_and_a_pod_applied_then_is_found_without_a_list(site: Site) -> None:
+    site.runner.lists.append((0, pod_list(100), ""))
+    hold = site.watch.hold()  # a launch, before its apply
+    process = site.streamer.process(1)
+    assert eventually(lambda: len(site.runner.list_calls) == 1) and site.watch.running
+    sub = site.watch.subscribe("new")  # once the pod exists: the list before it proves nothing
+    process.say(line("ADDED", pod("new", 101, "Pending")))
+    assert eventually(lambda: sub.latest().status is FOUND)
+    hold.release()
+    hold.release()  # idempotent
+    assert site.watch.running and process.signals == []  # the subscriber keeps it
+    sub.release()
+    assert process.signals == [signal.SIGTERM] and not site.watch.running
+    assert len(site.runner.list_calls) == 1
+
+
+def test_releasing_the_last_hold_with_no_subscriber_stops_the_watch(site: Site) -> None:
+    site.runner.lists.append((0, pod_list(100), ""))
+    hold = site.watch.hold()
+    process = site.streamer.process(1)
+    eventually(lambda: len(site.runner.list_calls) == 1)
+    hold.release()
+    assert process.signals == [signal.SIGTERM] and not site.watch.running
