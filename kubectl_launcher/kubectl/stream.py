@@ -16,6 +16,7 @@ import sh
 from kubectl_launcher import errors
 from kubectl_launcher.kubectl.runner import (
     DEFAULT_MAX_STDERR,
+    NO_STDIN,
     CommandResult,
     HeadTailStderr,
     kubectl_command,
@@ -91,7 +92,7 @@ class ShStreamer:
             *argv[1:],
             _bg=True,
             _bg_exc=False,
-            _in=None,
+            _in=NO_STDIN,  # see runner.NO_STDIN: sh would notice kubectl's end ~45 ms late
             _out=on_line,
             _out_bufsize=1,
             _err=on_stderr,
