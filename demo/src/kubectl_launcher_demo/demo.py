@@ -15,10 +15,12 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kubectl_launcher_demo.compare import Comparison, run_comparison
 from kubectl_launcher_demo.deployment import CLIENTS, SERVER, SITES, DeploymentError, PocDeployment
 from kubectl_launcher_demo.flow import JobFailed, JobOutcome, run_job
 from kubectl_launcher_demo.job import JobSpec
@@ -32,6 +34,9 @@ from kubectl_launcher_demo.report import (
 )
 from kubectl_launcher_demo.target import DEFAULT_PYTHON_PATH, JobTarget, RealCluster
 from kubectl_launcher_demo.watch import RoundTracker
+
+if TYPE_CHECKING:
+    from kubectl_launcher_demo.timeline import SiteTimeline
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: The image name the demo's pods carry on the double (the host filesystem stands in for every image).
@@ -90,6 +95,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run the same job with NVFlare's process launcher and print both wall times (default on)",
     )
     parser.add_argument(
+        "--compare-runs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --compare: run the job N times with each launcher, alternating, and compare the medians "
+        "(default 3: one run of each varies by about ±2 s with NVFlare's own loops)",
+    )
+    parser.add_argument(
         "--break",
         dest="breakage",
         choices=("client-error", "image"),
@@ -111,6 +124,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: kubectl on PATH)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a job may take (default 300)")
     ns = parser.parse_args(argv)
+    if ns.compare_runs < 1:
+        parser.error(f"--compare-runs must be 1 or more, got {ns.compare_runs}")
     if ns.kubeconfig is None and ns.image is not None:
         ns.kubeconfig = os.environ.get("KUBECONFIG") or None
     if ns.image is not None and ns.kubeconfig is None:
@@ -122,6 +137,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 class _Interrupted(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """What the summary says of the job: its sites' timelines, and the kubectl processes it started."""
+
+    sites: list[SiteTimeline]
+    kubectl: int
+    per_site: dict[str, int]
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -204,10 +228,12 @@ class Demo:
         say(f"submitting {spec.name}: NumPy FedAvg, {spec.rounds} rounds, 2 clients, job image {image}")
         ours = self._run_job(dep, spec)
         ok = self._report(dep, ours, spec)
-        baseline: JobOutcome | None = None
+        # Read now: the comparison's jobs append to the same site journals.
+        figures = self._figures(dep, ours)
+        comparison: Comparison | None = None
         if ns.compare and ok:
-            baseline = self._run_baseline(dep, spec)
-        self._summary(dep, ours, baseline)
+            comparison = self._compare(dep, spec, ours)
+        self._summary(dep, ours, figures, comparison)
         return EXIT_OK if ok else EXIT_JOB_FAILED
 
     def _run_process_only(self, dep: PocDeployment) -> int:
@@ -330,18 +356,23 @@ class Demo:
             say(f"{site:7} results back in its workspace: {path} ({files} files)")
         return True
 
-    def _run_baseline(self, dep: PocDeployment, spec: JobSpec) -> JobOutcome | None:
-        say = self.say
-        say("--compare: the same job with NVFlare's process launcher")
-        dep.stop()
-        dep.use_process_launcher()
-        say(f"parents restarted with the process launcher in {dep.start():.1f} s")
-        baseline_spec = JobSpec(rounds=spec.rounds, sleep=spec.sleep, name=spec.name)
-        outcome = run_job(dep, baseline_spec, say=say, timeout=self.ns.timeout)
-        say(f"process launcher: job {outcome.job_id} {outcome.status} in {outcome.wall_time:.1f} s")
-        return outcome
+    def _compare(self, dep: PocDeployment, spec: JobSpec, first: JobOutcome) -> Comparison:
+        def use_ours() -> None:
+            self.target.configure(dep, transfer_settings(self.real_cluster))
 
-    def _summary(self, dep: PocDeployment, ours: JobOutcome, baseline: JobOutcome | None) -> None:
+        return run_comparison(
+            dep, spec, first, self.ns.compare_runs, use_ours=use_ours, say=self.say, timeout=self.ns.timeout
+        )
+
+    def _figures(self, dep: PocDeployment, ours: JobOutcome) -> _Figures:
+        """The job's timeline and kubectl processes, from its site journals, watch and logs."""
+        from kubectl_launcher_demo import timeline
+
+        pods = self.watcher.history if self.watcher is not None else None
+        sites = timeline.build(dep, ours.job_id, pods, result_dir=ours.result_dir, finished_at=ours.finished_at)
+        return _Figures(sites, *count_kubectl_processes(dep, ours.job_id))
+
+    def _summary(self, dep: PocDeployment, ours: JobOutcome, figures: _Figures, comparison: Comparison | None) -> None:
         plain = self.say.plain
         plain("")
         plain("=" * 78)
@@ -357,17 +388,19 @@ class Demo:
             # pastes as it is in the operator's own shell.
             cli = shutil.which("kubectl-launcher") or "kubectl-launcher"
             plain("try:      " + shlex.join([cli, "replay", "--dry-run", str(first)]))
-        self._timeline(dep, ours, baseline)
-        total, per_site = count_kubectl_processes(dep, ours.job_id)
-        detail = ", ".join(f"{site} {n}" for site, n in per_site.items())
-        plain(f"kubectl processes started for the job: {total} ({detail})")
-        line = f"wall time, submit -> done: kubectl-launcher {ours.wall_time:.1f} s ({ours.status})"
-        if baseline is not None:
-            line += f" | NVFlare process launcher {baseline.wall_time:.1f} s ({baseline.status})"
-        plain(line)
+        self._timeline(dep, ours, figures.sites, comparison.process[0] if comparison is not None else None)
+        detail = ", ".join(f"{site} {n}" for site, n in figures.per_site.items())
+        plain(f"kubectl processes started for the job: {figures.kubectl} ({detail})")
+        if comparison is None:
+            plain(f"wall time, submit -> done: kubectl-launcher {ours.wall_time:.1f} s ({ours.status})")
+        else:
+            for line in comparison.lines():
+                plain(line)
         plain("=" * 78)
 
-    def _timeline(self, dep: PocDeployment, ours: JobOutcome, baseline: JobOutcome | None) -> None:
+    def _timeline(
+        self, dep: PocDeployment, ours: JobOutcome, sites: list[SiteTimeline], baseline: JobOutcome | None
+    ) -> None:
         """Where the job's time went, per site: what an operator debugging a slow job wants first."""
         from kubectl_launcher_demo import timeline
 
@@ -375,8 +408,6 @@ class Demo:
         submitted = ours.meta.get("submit_time")
         if not isinstance(submitted, int | float):
             return
-        pods = self.watcher.history if self.watcher is not None else None
-        sites = timeline.build(dep, ours.job_id, pods, result_dir=ours.result_dir, finished_at=ours.finished_at)
         plain("-" * 78)
         for line in timeline.render(sites, float(submitted)):
             plain(line)
