@@ -30,9 +30,19 @@ from kubectl_launcher.kubectl.runner import (
 from kubectl_launcher.kubectl.stderr import Classification, classify
 from kubectl_launcher.kubectl.stream import KubectlStream, ShStreamer, Streamer
 
-# Environment variables the child inherits from ours when set: where in-cluster credentials are
-# found, and the proxy a site may need to reach its API server.
+#: The Go runtime's settings for a kubectl command that ends by itself. kubectl's start-up allocates much
+#: and keeps little, and Go's collector ran several times in it: without collections below GOMEMLIMIT a
+#: command took 20-30 % less CPU (a get on the API double: 73 -> 57 ms, 66 -> 58 ms wall) for 2 MB more
+#: memory, and every launch runs several on its critical path. The limit bounds what a long copy keeps
+#: (collections start there). Never for a watch, whose heap would climb to the limit. An operator's own
+#: GOGC / GOMEMLIMIT (passed through, below) win.
+SHORT_COMMAND_GO_ENV = {"GOGC": "off", "GOMEMLIMIT": "128MiB"}
+
+# Environment variables the child inherits from ours when set: the operator's Go runtime settings, where
+# in-cluster credentials are found, and the proxy a site may need to reach its API server.
 _PASS_THROUGH_ENV = (
+    "GOGC",
+    "GOMEMLIMIT",
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
     "HTTPS_PROXY",
@@ -149,14 +159,16 @@ class Kubectl:
         clone.journals = (*self.journals, journal)
         return clone
 
-    def env(self) -> dict[str, str]:
-        """The child's complete environment (sh replaces, never merges)."""
+    def env(self, *, ends_by_itself: bool = False) -> dict[str, str]:
+        """The child's complete environment (sh replaces, never merges); `ends_by_itself`: for a command
+        that is not a watch or a `logs -f` (see SHORT_COMMAND_GO_ENV)."""
         env = {
             "KUBERC": "off",
             "KUBECTL_KUBERC": "false",
             "LC_ALL": "C",
             "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "true",
             "KUBECACHEDIR": self.cache_dir,
+            **(SHORT_COMMAND_GO_ENV if ends_by_itself else {}),
         }
         if self.kubeconfig is not None:
             env["KUBECONFIG"] = self.kubeconfig
@@ -232,7 +244,7 @@ class Kubectl:
                 data = stdin.read()
         if source is not None and stdin_record is None:
             stdin_record = source.record
-        env = self.env()
+        env = self.env(ends_by_itself=True)
         operation = self.retry.start(
             timeout if timeout is not None else self.command_timeout,
             total_timeout,

@@ -36,3 +36,15 @@ def test_without_kubeconfig_the_child_gets_the_parents_kubeconfig_env(monkeypatc
     assert Kubectl().env()["KUBECONFIG"] == "/a:/b"
     monkeypatch.delenv("KUBECONFIG")
     assert "KUBECONFIG" not in Kubectl().env()
+
+
+def test_a_command_that_ends_by_itself_runs_without_go_collections_below_a_limit_and_a_watch_keeps_gos_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GOGC", raising=False)
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+    short, watch = Kubectl().env(ends_by_itself=True), Kubectl().env()
+    assert (short["GOGC"], short["GOMEMLIMIT"]) == ("off", "128MiB")
+    assert "GOGC" not in watch and "GOMEMLIMIT" not in watch
+    monkeypatch.setenv("GOGC", "50")  # the operator's own setting wins, for every command
+    assert Kubectl().env(ends_by_itself=True)["GOGC"] == Kubectl().env()["GOGC"] == "50"
