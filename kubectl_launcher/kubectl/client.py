@@ -20,6 +20,8 @@ from kubectl_launcher.kubectl.redact import Redactor
 from kubectl_launcher.kubectl.retry import RetryPolicy
 from kubectl_launcher.kubectl.runner import (
     DEFAULT_MAX_OUTPUT,
+    PASS_THROUGH_ENV,
+    SHORT_COMMAND_GO_ENV,
     CommandResult,
     FileStdin,
     Runner,
@@ -29,29 +31,6 @@ from kubectl_launcher.kubectl.runner import (
 )
 from kubectl_launcher.kubectl.stderr import Classification, classify
 from kubectl_launcher.kubectl.stream import KubectlStream, ShStreamer, Streamer
-
-#: The Go runtime's settings for a kubectl command that ends by itself. kubectl's start-up allocates much
-#: and keeps little, and Go's collector ran several times in it: without collections below GOMEMLIMIT a
-#: command took 20-30 % less CPU (a get on the API double: 73 -> 57 ms, 66 -> 58 ms wall) for 2 MB more
-#: memory, and every launch runs several on its critical path. The limit bounds what a long copy keeps
-#: (collections start there). Never for a watch, whose heap would climb to the limit. An operator's own
-#: GOGC / GOMEMLIMIT (passed through, below) win.
-SHORT_COMMAND_GO_ENV = {"GOGC": "off", "GOMEMLIMIT": "128MiB"}
-
-# Environment variables the child inherits from ours when set: the operator's Go runtime settings, where
-# in-cluster credentials are found, and the proxy a site may need to reach its API server.
-_PASS_THROUGH_ENV = (
-    "GOGC",
-    "GOMEMLIMIT",
-    "KUBERNETES_SERVICE_HOST",
-    "KUBERNETES_SERVICE_PORT",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-)
 
 
 class _CacheDir:
@@ -174,7 +153,7 @@ class Kubectl:
             env["KUBECONFIG"] = self.kubeconfig
         elif os.environ.get("KUBECONFIG"):
             env["KUBECONFIG"] = os.environ["KUBECONFIG"]
-        for name in _PASS_THROUGH_ENV:
+        for name in PASS_THROUGH_ENV:
             if name in os.environ:
                 env[name] = os.environ[name]
         env.update(self.extra_env)

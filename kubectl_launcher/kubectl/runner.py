@@ -35,6 +35,30 @@ _STDIN_CHUNK = 1024 * 1024
 #: What sh gets as `_in` for a command without stdin (kubectl reads end-of-file at once).
 NO_STDIN = b""
 
+#: The Go runtime's settings for a kubectl command that ends by itself. kubectl's start-up allocates much
+#: and keeps little, and Go's collector ran several times in it: without collections below GOMEMLIMIT a
+#: command took 20-30 % less CPU (a get on the API double: 73 -> 57 ms, 66 -> 58 ms wall) for 2 MB more
+#: memory, and every launch runs several on its critical path. The limit bounds what a long copy keeps
+#: (collections start there). Never for a watch, whose heap would climb to the limit. An operator's own
+#: GOGC / GOMEMLIMIT (passed through, below) win.
+SHORT_COMMAND_GO_ENV = {"GOGC": "off", "GOMEMLIMIT": "128MiB"}
+
+#: Environment variables the child inherits from ours when set (client.Kubectl.env): the operator's Go
+#: runtime settings, where in-cluster credentials are found, and the proxy a site may need to reach its
+#: API server.
+PASS_THROUGH_ENV = (
+    "GOGC",
+    "GOMEMLIMIT",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
 # sh logs every process it starts at INFO, naming it by its whole argv. Inside NVFlare that put each kubectl
 # command line into the site's log.txt, bypassing the journal's redaction. Our journal is the record of what
 # ran; sh's loggers only say "kubectl pid N" (see sh_log_context) and stay quiet unless an operator turns

@@ -17,8 +17,9 @@ of client-go's reflector, through kubectl:
 While no list succeeds (API down, credentials refused), subscribers read "unavailable" with the
 error and whether it was a refusal, and the last pod seen - never a false "gone". Reconnection
 waits a capped exponential backoff with jitter, for the whole site: one thread, so at most one
-kubectl process at a time for the watch. The informer starts with the first subscription and
-stops (its kubectl too) when the last one is released, and at interpreter exit.
+kubectl process at a time for the watch. The informer starts with the first subscription (or a
+launch's `hold()`, taken just before its apply) and stops (its kubectl too) when the last one is
+released, and at interpreter exit.
 """
 
 from __future__ import annotations

@@ -32,14 +32,14 @@ from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.transfer import archive
 from kubectl_launcher.transfer.background import Progress, file_size, log_transferred
 from kubectl_launcher.transfer.lease import Lease
-from kubectl_launcher.transfer.pod_scripts import SYMLINK_EXIT, collect_command, script_words
-from kubectl_launcher.transfer.pod_side import (
-    CONTROL_PATH,
-    KEEPER_CONTAINER,
+from kubectl_launcher.transfer.pod_scripts import (
     RELEASE_SCRIPT,
+    SYMLINK_EXIT,
+    collect_command,
     recovery_script,
-    script_command,
+    script_words,
 )
+from kubectl_launcher.transfer.pod_side import CONTROL_PATH, KEEPER_CONTAINER, script_command
 from kubectl_launcher.transfer.step import Deadline, Job
 
 #: Seconds for the release, the seam's retries included: a keeper not released ends by itself anyway.

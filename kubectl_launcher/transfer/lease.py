@@ -24,13 +24,8 @@ from kubectl_launcher.kubectl.purpose import LEASE
 from kubectl_launcher.objects.job_pod import JobPod
 from kubectl_launcher.objects.pod_watch import site_selector
 from kubectl_launcher.transfer.background import Periodic
-from kubectl_launcher.transfer.pod_side import (
-    CONTROL_PATH,
-    KEEPER_CONTAINER,
-    LEASE_SCRIPT,
-    TransferSettings,
-    script_command,
-)
+from kubectl_launcher.transfer.pod_scripts import LEASE_SCRIPT
+from kubectl_launcher.transfer.pod_side import CONTROL_PATH, KEEPER_CONTAINER, TransferSettings, script_command
 from kubectl_launcher.transfer.site_lease import Membership, SiteLease
 
 

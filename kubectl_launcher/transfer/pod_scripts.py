@@ -1,6 +1,7 @@
-"""The delivery's and the collection's scripts, run in the pod (pure): one ``kubectl exec -i`` that
-extracts, verifies and places the workspace (DELIVER_SCRIPT), one ``kubectl exec`` that prints the job
-folder's tar stream and its listing (COLLECT_SCRIPT), and their commands.
+"""The scripts the launcher runs in the pod through exec (pure): the lease word and the keeper's release,
+one ``kubectl exec -i`` that extracts, verifies and places the workspace (DELIVER_SCRIPT), one ``kubectl
+exec`` that prints the job folder's tar stream and its listing (COLLECT_SCRIPT), their commands, and the
+recovery script left when a collection failed.
 
 They run under the job image's /bin/sh: POSIX only (dash, busybox ash, bash all do), with ``tar`` and
 ``find``; ``sha256sum`` where the image has it. Every value comes in as a positional parameter, never
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kubectl_launcher.transfer.pod_side import CONTROL_PATH, WAKE_WAITER, script_command
+from kubectl_launcher.transfer.pod_side import CONTROL_PATH, script_command
 
 __all__ = [
     "BUNDLE_SUMS",
@@ -20,11 +21,25 @@ __all__ = [
     "COLLECT_SCRIPT",
     "DAMAGED_EXIT",
     "DELIVER_SCRIPT",
+    "LEASE_SCRIPT",
+    "RELEASE_SCRIPT",
     "SYMLINK_EXIT",
+    "WAKE_WAITER",
     "collect_command",
     "deliver_command",
+    "recovery_script",
     "script_words",
 ]
+
+#: Sourced by the scripts that write a marker (delivery, release), after it: $1 control dir, $2 marker.
+WAKE_WAITER = """\
+wake() { { read -r waiter < "$1/$2.pid" && kill -USR1 "$waiter"; } 2>/dev/null || :; }
+"""
+
+#: $1 control dir, $2 token.
+LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
+#: $1 control dir. The marker holds the writer's PID (see WAIT_SCRIPT).
+RELEASE_SCRIPT = WAKE_WAITER + """echo $$ > "$1/released" && wake "$1" released\n"""
 
 #: What every script that lists a folder shares: ``listing FLAG`` prints the current folder's "entries N",
 #: then "sha256" and sha256sum lines (FLAG 1 and the image has sha256sum), or "bytes N".
@@ -146,3 +161,17 @@ def script_words(stdout: bytes) -> str:
         if line.startswith("kubectl-launcher: "):
             return line[len("kubectl-launcher: ") :][:500]
     return ""
+
+
+def recovery_script(job_id: str, pod: str, reason: str, keep_timeout: int, fetch: str, release: str) -> str:
+    """The shell script left next to the job when its results could not be collected."""
+    return (
+        f"#!/bin/sh\n# Results of job {job_id} could not be collected: {_one_line(reason)}\n"
+        f"# Pod {pod} keeps them for about {keep_timeout}s after the launcher gave up.\n"
+        f"# Fetch them (kubectl cp skips symlinks), check them, then release the pod:\n"
+        f"set -e\n{fetch}\n# {release}\n"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]

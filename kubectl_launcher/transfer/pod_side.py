@@ -64,14 +64,11 @@ __all__ = [
     "LEASE_ANNOTATION",
     "LEASE_FILE",
     "LEASE_PATH",
-    "LEASE_SCRIPT",
     "LEASE_VOLUME",
     "LOCAL_EXCLUDES",
     "PROBE_SCRIPT",
-    "RELEASE_SCRIPT",
     "STAGE_PREFIX",
     "WAIT_SCRIPT",
-    "WAKE_WAITER",
     "TransferSettings",
     "container_state",
     "decorate_pod",
@@ -79,7 +76,6 @@ __all__ = [
     "init_container_failure",
     "lapse_probe",
     "lease_word",
-    "recovery_script",
     "script_command",
     "stage_path",
     "tool_missing_failure",
@@ -113,7 +109,7 @@ LOCAL_EXCLUDES = ("study_data.yaml", "study_runtime.yaml")
 #: More than one look a second needs a sleep that takes fractions (GNU, busybox); without one the
 #: script falls back to one look a second.
 #: Woken at once: it leaves its PID in ``<marker>.pid``, and whoever writes the marker sends it USR1
-#: (WAKE_WAITER), which ends the ``wait`` for its tick; so the job container starts the moment the
+#: (pod_scripts.WAKE_WAITER), which ends the ``wait`` for its tick; so the job container starts the moment the
 #: workspace is placed, not at the init container's next look. The marker holds its writer's PID:
 #: this container ends only once that process is gone (at most ~2 s), as a container's end kills the
 #: processes of its PID namespace, the launcher's exec among them, before its exit code is reported.
@@ -159,29 +155,19 @@ done
 exit 0
 """
 
-#: Sourced by the scripts that write a marker (delivery, release), after it: $1 control dir, $2 marker.
-WAKE_WAITER = """\
-wake() { { read -r waiter < "$1/$2.pid" && kill -USR1 "$waiter"; } 2>/dev/null || :; }
-"""
-
 #: $1 the lapse marker. The job container's exec liveness probe: fails, printing why, once the keeper
 #: gave up (the kubelet puts the output in the Unhealthy event, then stops the container).
 PROBE_SCRIPT = """\
 if [ -e "$1" ]; then cat "$1"; exit 1; fi
 """
 
-#: Looks per second of the init container at the control folder. The delivery wakes it (WAKE_WAITER),
+#: Looks per second of the init container at the control folder. The delivery wakes it (pod_scripts.WAKE_WAITER),
 #: so its looks count the lease and catch a wake that was lost (one sent between two waits); the
 #: delivery is on every launch's critical path and the init container lives only seconds.
 INIT_LOOKS_PER_SECOND = 5
 #: The keeper lives as long as the job; nothing waits for it to notice the release (the launcher
 #: reports the outcome at the release), so one look a second: 5 would cost ~0.5 % of a core per pod.
 KEEPER_LOOKS_PER_SECOND = 1
-
-#: $1 control dir, $2 token.
-LEASE_SCRIPT = """printf '%s\\n' "$2" > "$1/lease"\n"""
-#: $1 control dir. The marker holds the writer's PID (see WAIT_SCRIPT).
-RELEASE_SCRIPT = WAKE_WAITER + """echo $$ > "$1/released" && wake "$1" released\n"""
 
 #: Words in an init container's last message that say the image lacks sh or tar.
 _TOOL_MISSING = ("executable file not found", ": not found", "no tar")
@@ -402,17 +388,3 @@ def script_command(script: str, *args: str) -> tuple[str, ...]:
 def stage_path(mount_path: str, attempt: int) -> str:
     """The fresh folder in the pod that delivery attempt ``attempt`` copies to."""
     return f"{mount_path.rstrip('/')}/{STAGE_PREFIX}{attempt}"
-
-
-def recovery_script(job_id: str, pod: str, reason: str, keep_timeout: int, fetch: str, release: str) -> str:
-    """The shell script left next to the job when its results could not be collected."""
-    return (
-        f"#!/bin/sh\n# Results of job {job_id} could not be collected: {_one_line(reason)}\n"
-        f"# Pod {pod} keeps them for about {keep_timeout}s after the launcher gave up.\n"
-        f"# Fetch them (kubectl cp skips symlinks), check them, then release the pod:\n"
-        f"set -e\n{fetch}\n# {release}\n"
-    )
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]

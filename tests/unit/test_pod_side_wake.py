@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_launcher.transfer import pod_side
+from kubectl_launcher.transfer import pod_scripts, pod_side
 from kubectl_launcher.transfer.pod_scripts import DELIVER_SCRIPT
 
 
@@ -52,7 +52,7 @@ def test_the_release_wakes_the_keeper_at_once_instead_of_at_its_next_look(
 ) -> None:
     waiter = start_waiter(tmp_path, "released", slow_ticks)
     try:
-        released = subprocess.run(["sh", "-c", pod_side.RELEASE_SCRIPT, "release", str(tmp_path)], env=slow_ticks)
+        released = subprocess.run(["sh", "-c", pod_scripts.RELEASE_SCRIPT, "release", str(tmp_path)], env=slow_ticks)
         assert released.returncode == 0
         assert waiter.wait(timeout=30) == 0  # its tick lasts 60 s: only the wake ends it this soon
     finally:
@@ -90,7 +90,7 @@ def test_a_wake_without_the_marker_only_makes_the_waiter_look_again(tmp_path: Pa
 
 def test_the_delivery_script_wakes_the_init_container_with_its_own_pid_in_the_marker() -> None:
     assert DELIVER_SCRIPT.rstrip().endswith('echo $$ > "$ctl/delivered" && wake "$ctl" delivered')
-    assert DELIVER_SCRIPT.startswith(pod_side.WAKE_WAITER)
+    assert DELIVER_SCRIPT.startswith(pod_scripts.WAKE_WAITER)
 
 
 def test_the_container_command_has_nothing_the_kubelet_would_expand() -> None:

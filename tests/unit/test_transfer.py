@@ -95,8 +95,8 @@ class FakePod(ScriptedRunner):
         for kind, text in (
             ("deliver", pod_scripts.DELIVER_SCRIPT),
             ("collect", pod_scripts.COLLECT_SCRIPT),
-            ("lease", pod_side.LEASE_SCRIPT),
-            ("release", pod_side.RELEASE_SCRIPT),
+            ("lease", pod_scripts.LEASE_SCRIPT),
+            ("release", pod_scripts.RELEASE_SCRIPT),
         ):
             if body[2] == text:
                 return kind
@@ -580,12 +580,12 @@ def test_a_copy_longer_than_the_delivery_bound_keeps_the_lease_alive_until_the_w
     kinds = pod.kinds()
     assert [k for k in kinds if k != "lease"] == ["deliver"]
     assert "lease" in kinds  # renewed while the one exec ran
-    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT]
+    leases = [a for a in pod.calls if a[0] == "exec" and a[7] == pod_scripts.LEASE_SCRIPT]
     assert {a[3] for a in leases} == {pod_side.INIT_CONTAINER}
     assert len({a[10] for a in leases}) == len(leases)  # every renewal is a new word
     journaled = [json.loads(line) for line in Path(journal.jsonl_path).read_text().splitlines()]
     assert len(journaled) == len(pod.calls)  # the renewer's commands are journaled like any other
-    assert sum(pod_side.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
+    assert sum(pod_scripts.LEASE_SCRIPT in r["argv"] for r in journaled) == len(leases)
     assert _lease_threads() == []
 
 
@@ -599,7 +599,9 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
     kinds = pod.kinds()
     assert [k for k in kinds if k != "lease"] == ["collect", "release"] and kinds[-1] == "release"
     assert "lease" in kinds
-    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == pod_side.LEASE_SCRIPT} == {pod_side.KEEPER_CONTAINER}
+    assert {a[3] for a in pod.calls if a[0] == "exec" and a[7] == pod_scripts.LEASE_SCRIPT} == {
+        pod_side.KEEPER_CONTAINER
+    }
     assert _lease_threads() == []
 
 
