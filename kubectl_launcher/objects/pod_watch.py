@@ -32,6 +32,7 @@ import time
 import urllib.parse
 import weakref
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from kubectl_launcher.domain.names import MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
 from kubectl_launcher.domain.pod_cache import PodCache, PodRead, reconnect_delay
@@ -39,7 +40,7 @@ from kubectl_launcher.domain.pod_status import Event
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.objects.pod_events import DEFAULT_EVENTS_INTERVAL, EventsCache
 from kubectl_launcher.objects.pod_informer import Informer, InformerSettings
-from kubectl_launcher.objects.site_scope import SiteScope, site_journal_only
+from kubectl_launcher.objects.site_scope import SiteObjects
 
 __all__ = [
     "PodSubscription",
@@ -94,7 +95,7 @@ class PodSubscription:
         self._informer = informer
         self._events = watch.events
         self._waiter = informer.add_waiter(name)
-        self._release = weakref.finalize(self, watch._release, informer, self._waiter)
+        self._release = weakref.finalize(self, watch._release, informer, partial(informer.remove_waiter, self._waiter))
 
     def latest(self) -> PodRead:
         """The pod as the watch last saw it: FOUND (pod JSON), GONE, or UNAVAILABLE (error, permanent)."""
@@ -127,7 +128,9 @@ class WatchHold:
     dropping it unreleased releases it when it is garbage collected."""
 
     def __init__(self, watch: PodWatch, informer: Informer) -> None:
-        self._release = weakref.finalize(self, watch._release_hold, informer, informer.add_hold())
+        self._release = weakref.finalize(
+            self, watch._release, informer, partial(informer.remove_hold, informer.add_hold())
+        )
 
     def release(self) -> None:
         self._release()
@@ -136,8 +139,7 @@ class WatchHold:
 class PodWatch:
     """The watch of one site's pods (one namespace, one selector) shared by all its subscribers."""
 
-    _registry: weakref.WeakValueDictionary[SiteScope, PodWatch] = weakref.WeakValueDictionary()
-    _registry_lock = threading.Lock()
+    _sites: SiteObjects[PodWatch] = SiteObjects()
 
     def __init__(
         self,
@@ -181,16 +183,13 @@ class PodWatch:
         into the site's journal only: a Kubectl is built with one journal (the site's) and `for_job` adds
         the job's after it, so the watch keeps the first; and the fewest journals of any Kubectl seen.
         """
-        ns = namespace or kubectl.namespace
-        kubectl = site_journal_only(kubectl)
-        key = SiteScope.of(kubectl, ns, selector)
-        with cls._registry_lock:
-            watch = cls._registry.get(key)
-            if watch is None:
-                watch = cls._registry[key] = cls(kubectl, selector, namespace=ns)
-            else:
-                watch._prefer(kubectl)
-        return watch
+        return cls._sites.get(
+            kubectl,
+            selector,
+            namespace,
+            lambda site, ns: cls(site, selector, namespace=ns),
+            found=lambda watch, site: watch._prefer(site),
+        )
 
     def _prefer(self, kubectl: Kubectl) -> None:
         mine, theirs = self.kubectl.journals, kubectl.journals
@@ -247,25 +246,14 @@ class PodWatch:
             return informer, True
         return informer, False
 
-    def _release(self, informer: Informer, waiter: object) -> None:
+    def _release(self, informer: Informer, remove: Callable[[], bool]) -> None:
+        """One subscriber or hold lets go (`remove()`: True when none is left); the last stops the kubectl."""
         with self._lock:
-            unwanted = self._unwanted(informer, informer.remove_waiter(waiter))
+            unwanted = remove() and informer is self._informer
+            if unwanted:
+                self._informer, self._previous = None, informer
         if unwanted:
             informer.stop(_STOPPED)
-
-    def _release_hold(self, informer: Informer, hold: object) -> None:
-        with self._lock:
-            unwanted = self._unwanted(informer, informer.remove_hold(hold))
-        if unwanted:
-            informer.stop(_STOPPED)
-
-    def _unwanted(self, informer: Informer, empty: bool) -> bool:
-        """Called with the lock held: the last subscriber or hold gone retires the informer (its caller then
-        stops its kubectl, outside the lock)."""
-        if not empty or informer is not self._informer:
-            return False
-        self._informer, self._previous = None, informer
-        return True
 
     def stop(self) -> None:
         """Stop the watch's kubectl now (subscribers read unavailable); a later subscription starts anew."""
@@ -279,9 +267,7 @@ class PodWatch:
     @classmethod
     def stop_all(cls) -> None:
         """Stop every site's watch (run at interpreter exit: no kubectl outlives us)."""
-        with cls._registry_lock:
-            watches = list(cls._registry.values())
-        for watch in watches:
+        for watch in cls._sites.all():
             try:
                 watch.stop()
             except Exception:  # at exit, one failure must not keep the others running

@@ -39,7 +39,7 @@ from kubectl_launcher.errors import KubectlError
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.commands import annotate_selected
 from kubectl_launcher.kubectl.purpose import LEASE
-from kubectl_launcher.objects.site_scope import SiteScope, site_journal_only
+from kubectl_launcher.objects.site_scope import SiteObjects
 from kubectl_launcher.transfer.pod_side import LEASE_ANNOTATION
 
 __all__ = ["JOBS_PER_COMMAND", "Membership", "SiteLease", "lease_selector"]
@@ -81,8 +81,7 @@ class Membership:
 class SiteLease:
     """The lease of one site's pods (one namespace, one selector), renewed for all of its members at once."""
 
-    _registry: weakref.WeakValueDictionary[SiteScope, SiteLease] = weakref.WeakValueDictionary()
-    _registry_lock = threading.Lock()
+    _sites: SiteObjects[SiteLease] = SiteObjects()
 
     def __init__(
         self,
@@ -114,14 +113,7 @@ class SiteLease:
     def for_site(cls, kubectl: Kubectl, selector: str, *, namespace: str | None = None) -> SiteLease:
         """The site's shared lease. Like the site's pod watch, it journals into the site's journal only (the
         first of a `for_job` copy's journals): it serves every job, none of them alone."""
-        ns = namespace or kubectl.namespace
-        kubectl = site_journal_only(kubectl)
-        key = SiteScope.of(kubectl, ns, selector)
-        with cls._registry_lock:
-            lease = cls._registry.get(key)
-            if lease is None:
-                lease = cls._registry[key] = cls(kubectl, selector, namespace=ns)
-        return lease
+        return cls._sites.get(kubectl, selector, namespace, lambda site, ns: cls(site, selector, namespace=ns))
 
     @property
     def running(self) -> bool:
@@ -171,9 +163,7 @@ class SiteLease:
 
     @classmethod
     def stop_all(cls) -> None:
-        with cls._registry_lock:
-            leases = list(cls._registry.values())
-        for lease in leases:
+        for lease in cls._sites.all():
             lease.stop()
 
     def _interval(self) -> float | None:
