@@ -111,6 +111,16 @@ def finished_with_results(site: Site, handle: K8sJobHandle) -> None:
     assert site.cluster.get("secrets", credential_secret_name(site.pod)) is None
 
 
+def running_gated_job(make_site: Callable[[str], Site], gates: Path) -> tuple[Site, K8sJobHandle, Path, str]:
+    """A launched job whose process runs until its gate appears: the site, the handle (RUNNING), the gate and
+    the job container's name."""
+    gate = gates / "go"
+    site = make_site(gated_module(gate))
+    handle = site.launch(site.launcher(workspace_transfer=TRANSFER))
+    assert handle.enter_states([JobState.RUNNING])
+    return site, handle, gate, handle.get_manifest()["spec"]["containers"][0]["name"]
+
+
 def test_the_api_failing_the_deliverys_exec_redoes_the_delivery_and_the_job_runs(
     make_site: Callable[[str], Site], gates: Path
 ) -> None:
@@ -129,11 +139,7 @@ def test_the_api_failing_the_deliverys_exec_redoes_the_delivery_and_the_job_runs
 def test_a_job_that_ends_while_the_api_is_down_is_collected_once_it_is_back(
     make_site: Callable[[str], Site], gates: Path
 ) -> None:
-    gate = gates / "go"
-    site = make_site(gated_module(gate))
-    handle = site.launch(site.launcher(workspace_transfer=TRANSFER))
-    assert handle.enter_states([JobState.RUNNING])
-    main = handle.get_manifest()["spec"]["containers"][0]["name"]
+    site, handle, gate, main = running_gated_job(make_site, gates)
     site.cluster.faults.refuse_connections(OUTAGE)
     site.cluster.faults.cut_watches()  # a closed listener keeps open connections: end ours too
     gate.touch()
@@ -146,11 +152,7 @@ def test_a_job_that_ends_while_the_api_is_down_is_collected_once_it_is_back(
 def test_the_api_failing_the_collections_exec_redoes_the_collection_and_nothing_is_lost(
     make_site: Callable[[str], Site], gates: Path
 ) -> None:
-    gate = gates / "go"
-    site = make_site(gated_module(gate))
-    handle = site.launch(site.launcher(workspace_transfer=TRANSFER))
-    assert handle.enter_states([JobState.RUNNING])
-    main = handle.get_manifest()["spec"]["containers"][0]["name"]
+    site, handle, gate, main = running_gated_job(make_site, gates)
     faulting = fail_exec_once(site, lambda: "terminated" in container_state(site, main))
     gate.touch()
     faulting.join(60)
