@@ -9,9 +9,6 @@ test_pod_watch_localkube.py does); pods are created through a second Kubectl tha
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,7 +101,7 @@ def running(handle: K8sJobHandle) -> bool:
 
 
 @pytest.fixture
-def site(local_cluster: Any, kubectl_path: str, tmp_path: Path) -> Iterator[Site]:
+def site(local_cluster: Any, kubectl_path: str, tmp_path: Path, gates: Path) -> Iterator[Site]:
     processes = Processes()
     common = {
         "kubeconfig": local_cluster.kubeconfig_path,
@@ -117,20 +114,23 @@ def site(local_cluster: Any, kubectl_path: str, tmp_path: Path) -> Iterator[Site
         runner=CountingRunner(processes),
         streamer=CountingStreamer(processes),
     )
-    # Outside /tmp: a pod has a private /tmp, and sees the host's other folders as they are.
-    gates = Path(tempfile.mkdtemp(prefix="kl-gates-", dir="/var/tmp"))
-    os.chmod(gates, 0o777)
-    try:
-        yield Site(local_cluster, kubectl, Kubectl(**common), processes, gates)
-    finally:
-        shutil.rmtree(gates, ignore_errors=True)
+    yield Site(local_cluster, kubectl, Kubectl(**common), processes, gates)
     assert processes.running == 0 and kubectl_children() == []
 
 
 def test_fifty_handles_follow_their_pods_through_one_list_and_one_watch(site: Site) -> None:
     names = [f"job-{i:02d}" for i in range(50)]
-    handles = {n: site.start(n, f"sleep 1; exit {i % 2}") for i, n in enumerate(names)}
+    handles = {
+        n: site.start(n, f"while [ ! -e {site.gates / n} ]; do sleep 0.1; done; exit {i % 2}")
+        for i, n in enumerate(names)
+    }
+    # Every handle follows its pod before any pod may end: a handle lets go of the watch when its job
+    # ends, and the last one to let go stops it, so a job ending before the next handle's first look
+    # would start a second list and watch (as it did on the real control plane, where pods start slower).
+    assert all(running(h) for h in handles.values())
     threads = [waiting(h) for h in handles.values()]
+    for name in names:
+        site.open_gate(name)
     for thread in threads:
         thread.join(180)
     assert not any(t.is_alive() for t in threads)

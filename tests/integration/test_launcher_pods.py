@@ -69,8 +69,9 @@ def make_site(cluster: LocalCluster, kubectl_path: str, tmp_path: Path) -> Calla
     return lambda source: Site(tmp_path / SITE, cluster, source, kubectl_path)
 
 
-def module_source(exit_code: int, sleep: float = 0.0) -> str:
-    """A job module: records its args in the job folder of the pod's workspace, then exits."""
+def module_source(exit_code: int, sleep: float = 0.0, gate: Path | None = None) -> str:
+    """A job module: records its args in the job folder of the pod's workspace, then exits (after `sleep`
+    seconds, and once `gate` exists if one is given)."""
     return textwrap.dedent(
         f"""\
         import json, os, sys, time
@@ -85,6 +86,8 @@ def module_source(exit_code: int, sleep: float = 0.0) -> str:
         with open(os.path.join(workspace, job_id, "ran.json"), "w") as f:
             json.dump(record, f)
         time.sleep({sleep})
+        while {gate is not None} and not os.path.exists({str(gate)!r}):
+            time.sleep(0.1)
         sys.exit({exit_code})
         """
     )

@@ -8,12 +8,9 @@ The faults are the double's (a real API server cannot host them): double_only.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.double_only]
 OUTAGE = 5.0  # seconds
 #: Three tries of a step, 3 s and then 6 s apart: a fault of a few seconds costs one or two of them.
 TRANSFER = {"retry_delay": 3.0, "attempts": 3}
-
-
-@pytest.fixture
-def gates() -> Iterator[Path]:
-    # Outside /tmp: a pod has a private /tmp, and sees the host's other folders as they are.
-    folder = Path(tempfile.mkdtemp(prefix="kl-gates-", dir="/var/tmp"))
-    os.chmod(folder, 0o777)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def gated_module(gate: Path) -> str:

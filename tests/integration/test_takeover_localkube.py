@@ -64,10 +64,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+#: The gate file (in the `gates` folder) whose appearance ends the killed launch's job.
+JOB_ENDS = "job-ends"
+
+
 @pytest.fixture
-def killed_launch(cluster: LocalCluster, kubectl_path: str, tmp_path: Path) -> Iterator[Site]:
-    """A job launched by a child process that was then killed with SIGKILL while the job runs."""
-    site = Site(tmp_path / SITE, cluster, module_source(0, sleep=6), kubectl_path)
+def killed_launch(cluster: LocalCluster, kubectl_path: str, tmp_path: Path, gates: Path) -> Iterator[Site]:
+    """A job launched by a child process that was then killed with SIGKILL while the job runs; the job runs
+    until the test creates gates/JOB_ENDS (a fixed sleep was too short on the real control plane, where a
+    relaunch's refusal took longer than the job)."""
+    site = Site(tmp_path / SITE, cluster, module_source(0, gate=gates / JOB_ENDS), kubectl_path)
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(site.root), site.job_id, site.module, kubectl_path, cluster.kubeconfig_path],
         cwd=REPO,
@@ -96,7 +102,7 @@ def killed_launch(cluster: LocalCluster, kubectl_path: str, tmp_path: Path) -> I
                 pass
 
 
-def test_a_new_launcher_takes_over_the_running_job_a_killed_one_left(killed_launch: Site) -> None:
+def test_a_new_launcher_takes_over_the_running_job_a_killed_one_left(killed_launch: Site, gates: Path) -> None:
     site = killed_launch
     pod, _ = site.objects()
     assert pod is not None and pod["status"]["phase"] == "Running"
@@ -105,6 +111,7 @@ def test_a_new_launcher_takes_over_the_running_job_a_killed_one_left(killed_laun
     launcher = site.launcher()
     takeover = launcher.take_over_orphans(str(site.root), SITE)
     assert [o.pod_name for o in takeover.orphans] == [site.pod]
+    (gates / JOB_ENDS).touch()
     assert takeover.join(120)
 
     assert site.ran()["token_ok"] is True  # the job's results, in the job's workspace
@@ -139,7 +146,9 @@ def test_the_site_may_ask_for_running_orphans_to_be_terminated(killed_launch: Si
     assert f"terminating pod {site.pod}" in notes
 
 
-def test_a_relaunch_while_the_taken_over_pod_runs_is_refused_and_changes_nothing(killed_launch: Site) -> None:
+def test_a_relaunch_while_the_taken_over_pod_runs_is_refused_and_changes_nothing(
+    killed_launch: Site, gates: Path
+) -> None:
     site = killed_launch
     launcher = site.launcher()
     takeover = launcher.take_over_orphans(str(site.root), SITE)
@@ -151,6 +160,7 @@ def test_a_relaunch_while_the_taken_over_pod_runs_is_refused_and_changes_nothing
     # deletes nothing yet).
     assert writes_since(site.cluster, count) == []
     assert identities(site.cluster) == before
+    (gates / JOB_ENDS).touch()
     assert takeover.join(120)
     assert "ended SUCCEEDED" in takeover.outcomes[site.pod]
     assert site.ran()["token_ok"] is True

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +33,7 @@ from tests.support import kubectl_cli
 
 __all__ = [
     "_no_local_cluster_leftovers",
+    "gates",
     "kubectl_path",
     "kubectl_version",
     "local_cluster",
@@ -93,6 +98,19 @@ def local_cluster(local_cluster_factory: Callable[..., Any]) -> Any:
     """A started LocalCluster (its own kubeconfig and kubectl cache), stopped afterwards with a check that
     no pod process, mount or pod directory is left."""
     return local_cluster_factory()
+
+
+@pytest.fixture
+def gates() -> Iterator[Path]:
+    """A folder for the gate files a test's pods wait on: a pod runs until the test says so, however slow the
+    control plane (the local node runs a pod as a process of this machine)."""
+    # Outside /tmp: a pod has a private /tmp, and sees the host's other folders as they are.
+    folder = Path(tempfile.mkdtemp(prefix="kl-gates-", dir="/var/tmp"))
+    os.chmod(folder, 0o777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
