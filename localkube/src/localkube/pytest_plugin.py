@@ -71,6 +71,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_DESELECTED] = [i.nodeid for i in dropped]
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the real control plane's binaries (minutes, once per version) before the first test, not inside
+    it: a test's timeout would cut the build short and fail that test for it."""
+    real = [
+        i
+        for i in session.items
+        if "control_plane" in getattr(i, "fixturenames", ()) and "real" in planes_for(session.config, i)
+    ]
+    if not real:
+        return
+    from localkube.controlplane import build
+
+    try:
+        build.ensure_binaries()
+    except build.BuildError as e:
+        pytest.exit(f"--control-plane {session.config.getoption('--control-plane')}: {e}", returncode=2)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     nodeids = config.stash.get(_DESELECTED, [])
     if not nodeids:

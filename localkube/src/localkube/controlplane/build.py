@@ -119,19 +119,19 @@ def _build(folder: Path, say: Progress) -> None:
     started = time.monotonic()
     tail: list[str] = []
     try:
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             argv, cwd=GO_MODULE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert proc.stdout is not None
-        count = 0
-        last_report = started
-        for line in proc.stdout:  # -v prints each package as it is compiled
-            count += 1
-            tail = [*tail[-29:], line.rstrip()]
-            if time.monotonic() - last_report >= 15:
-                last_report = time.monotonic()
-                say(f"  {int(last_report - started)}s: {count} packages compiled (now {line.strip()})")
-        code = proc.wait()
+        ) as proc:  # closes the pipe: a test run that builds first must not leak it into its first test
+            assert proc.stdout is not None
+            count = 0
+            last_report = started
+            for line in proc.stdout:  # -v prints each package as it is compiled
+                count += 1
+                tail = [*tail[-29:], line.rstrip()]
+                if time.monotonic() - last_report >= 15:
+                    last_report = time.monotonic()
+                    say(f"  {int(last_report - started)}s: {count} packages compiled (now {line.strip()})")
+            code = proc.wait()
         if code != 0:
             raise BuildError(f"`{' '.join(argv)}` (in {GO_MODULE_DIR}) exited {code}:\n" + "\n".join(tail))
         for built, kept in BINARIES.items():
