@@ -4,6 +4,8 @@ server-side apply, watch replay and 410 Expired, graceful deletion, garbage coll
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -81,6 +83,37 @@ def test_server_side_apply_upserts(local_cluster: Any, run_kubectl: Any) -> None
     assert second.returncode == 0, second.stderr
     assert local_cluster.get("configmaps", "ssa")["data"] == {"a": "2"}
     assert {r.content_type for r in local_cluster.requests if r.method == "PATCH"} == {"application/apply-patch+yaml"}
+
+
+def test_the_openapi_document_is_cached_by_its_hash_as_kube_openapi_serves_it(
+    local_cluster: Any, run_kubectl: Any
+) -> None:
+    for i in range(3):
+        cm = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cached-{i}}}\n"
+        applied = run_kubectl(local_cluster, "apply", "--server-side", "-f", "-", stdin=cm)
+        assert applied.returncode == 0, applied.stderr
+    fetched = [r for r in local_cluster.requests if r.path == "/openapi/v3/api/v1"]
+    assert len([r for r in local_cluster.requests if r.path == "/openapi/v3"]) == 3
+    assert len(fetched) == 1  # then from kubectl's disk cache: the hash in the discovery did not change
+    with urllib.request.urlopen(f"{local_cluster.url}/openapi/v3", timeout=10) as resp:
+        url = local_cluster.url + json.loads(resp.read())["paths"]["api/v1"]["serverRelativeURL"]
+    digest = url.rsplit("hash=", 1)[1]
+    assert len(digest) == 128 and digest == digest.upper()  # SHA-512, upper-case hex
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.headers["Cache-Control"] == "public, immutable" and resp.headers["Etag"] == f'"{digest}"'
+        assert resp.headers["Expires"].endswith(" UTC")
+    with urllib.request.urlopen(f"{local_cluster.url}/openapi/v3/api/v1", timeout=10) as resp:
+        assert resp.headers["Cache-Control"] is None  # no hash asked: nothing to keep
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as moved:
+        opener.open(f"{local_cluster.url}/openapi/v3/api/v1?hash=0123", timeout=10)
+    moved.value.close()
+    assert moved.value.code == 301 and moved.value.headers["Location"] == f"/openapi/v3/api/v1?hash={digest}"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def test_watch_replays_from_a_resource_version_and_expires_old_ones(local_cluster: Any, run_kubectl: Any) -> None:

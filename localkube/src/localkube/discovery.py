@@ -112,6 +112,13 @@ def openapi_v3_api_v1(v: str) -> Obj:
     }
 
 
+def openapi_v3_api_v1_bytes(v: str) -> tuple[bytes, str]:
+    """The document as served, and its hash: as kube-openapi's handler3, the upper-case hex SHA-512 of the
+    served bytes, which the discovery's URL carries and the document's ETag repeats."""
+    body = json.dumps(openapi_v3_api_v1(v), sort_keys=True).encode()
+    return body, hashlib.sha512(body).hexdigest().upper()
+
+
 def openapi_v3_root(v: str) -> Obj:
-    digest = hashlib.sha256(json.dumps(openapi_v3_api_v1(v), sort_keys=True).encode()).hexdigest()[:32].upper()
+    digest = openapi_v3_api_v1_bytes(v)[1]
     return {"paths": {"api/v1": {"serverRelativeURL": f"/openapi/v3/api/v1?hash={digest}"}}}

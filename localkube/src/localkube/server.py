@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -102,7 +103,7 @@ def build_app(ctx: ApiContext) -> web.Application:
     r.add_get(f"/apis/{discovery.AUTHZ_GROUP}/v1", _static(lambda: discovery.authz_resources()))
     r.add_post(f"/apis/{discovery.AUTHZ_GROUP}/v1/selfsubjectaccessreviews", _ssar)
     r.add_get("/openapi/v3", _static(lambda: discovery.openapi_v3_root(ctx.version)))
-    r.add_get("/openapi/v3/api/v1", _static(lambda: discovery.openapi_v3_api_v1(ctx.version)))
+    r.add_get("/openapi/v3/api/v1", _openapi_v3_api_v1)
     r.add_route("*", "/_localkube/faults", _faults)
     r.add_get("/_localkube/requests", _static(lambda: [vars(x) for x in ctx.requests]))
     r.add_route("*", "/api/v1/{tail:.+}", _core)
@@ -118,6 +119,22 @@ def _static(produce: Callable[[], Any]) -> Handler:
         return json_response(produce())
 
     return handler
+
+
+async def _openapi_v3_api_v1(request: web.Request) -> web.Response:
+    """As kube-openapi's handler3: asked by the hash the discovery gave, the document may be cached for ever
+    (kubectl's disk cache then keeps it: one request less per apply); asked by another hash, a 301 to the
+    current one."""
+    body, digest = discovery.openapi_v3_api_v1_bytes(request.app[CTX].version)
+    headers = {"Etag": f'"{digest}"', "Vary": "Accept"}
+    asked = request.query.get("hash", "")
+    if asked and asked != digest:
+        return web.Response(status=301, headers={**headers, "Location": f"/openapi/v3/api/v1?hash={digest}"})
+    if asked:
+        expires = datetime.now(UTC) + timedelta(days=365)
+        headers["Cache-Control"] = "public, immutable"
+        headers["Expires"] = expires.strftime("%a, %d %b %Y %H:%M:%S UTC")
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 async def _not_found(request: web.Request) -> web.Response:
