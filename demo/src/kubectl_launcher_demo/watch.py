@@ -8,7 +8,6 @@ launcher itself never depends on them.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubectl_launcher.domain.names import JOB_LABEL, MANAGED_BY, MANAGED_BY_LABEL, SITE_LABEL
+from kubectl_launcher.errors import ProtocolError
 from kubectl_launcher.kubectl import Kubectl, KubectlStream
 
 #: Everything the launcher created (design contract 4), as a ``--selector`` value.
@@ -173,26 +173,30 @@ def describe_pod(pod: dict[str, Any]) -> PodSighting:
 
 
 class LineFollower:
-    """One long-lived kubectl command (``Kubectl.stream``) whose stdout lines go to ``on_line`` on a thread.
+    """One long-lived kubectl command (``Kubectl.stream``) whose stdout lines go to ``on_output`` on a thread.
 
     ``again=True`` (a watch): when kubectl ends by itself with exit code 0 — the server closed the
     watch — it is started again, so the display does not go quiet halfway through a job.
+    ``json_objects=True``: ``on_output`` gets each JSON object kubectl prints (the seam's
+    ``KubectlStream.documents``, decoded once per object) instead of each line.
     """
 
     def __init__(
         self,
         kubectl: Kubectl,
         args: Sequence[str],
-        on_line: Callable[[str], object],
+        on_output: Callable[[Any], object],
         name: str,
         *,
         again: bool = False,
+        json_objects: bool = False,
     ) -> None:
         self._kubectl = kubectl
         self.args = tuple(args)
-        self._on_line = on_line
+        self._on_output = on_output
         self._name = name
         self._again = again
+        self._json_objects = json_objects
         self._stream: KubectlStream | None = None
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -212,8 +216,13 @@ class LineFollower:
                 if self._stopped.is_set():
                     return
                 stream = self._stream = self._kubectl.stream(self.args, request_timeout=0)
-            for line in stream:
-                self._on_line(line + "\n")
+            try:
+                for item in stream.documents() if self._json_objects else (line + "\n" for line in stream):
+                    self._on_output(item)
+            except ProtocolError as e:  # kubectl printed something that is no JSON object
+                self.error = str(e)[-500:]
+                stream.stop()
+                return
             result = stream.wait()
             if result is None or result.returncode != 0 or not self._again:
                 failure = stream.error
@@ -258,10 +267,8 @@ class PodWatcher:
         self._clock = clock
         self.history = PodHistory()
         self._changed = threading.Condition()
-        self._decoder = json.JSONDecoder()
-        self._buffer = ""
         args = ("get", "pods", "--selector", MANAGED_SELECTOR, "--watch", "--output-watch-events", "--output", "json")
-        self._stream = LineFollower(kubectl, args, self._line, "pod-watch", again=True)
+        self._stream = LineFollower(kubectl, args, self._event, "pod-watch", again=True, json_objects=True)
 
     @property
     def error(self) -> str:
@@ -294,20 +301,6 @@ class PodWatcher:
         if missing and self.error:
             missing.append(f"the pod watch failed: {self.error}")
         return missing
-
-    def _line(self, line: str) -> None:
-        # kubectl prints each event as indented, multi-line JSON.
-        self._buffer += line
-        while True:
-            self._buffer = self._buffer.lstrip()
-            if not self._buffer:
-                return
-            try:
-                event, end = self._decoder.raw_decode(self._buffer)
-            except json.JSONDecodeError:
-                return
-            self._buffer = self._buffer[end:]
-            self._event(event)
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = str(event.get("type", "")).upper()
