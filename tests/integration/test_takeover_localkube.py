@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from localkube.testing import wait_until
 from nvflare.apis.job_launcher_spec import JobReturnCode
 
 from kubectl_launcher.domain.names import credential_secret_name
@@ -152,6 +153,10 @@ def test_a_relaunch_while_the_taken_over_pod_runs_is_refused_and_changes_nothing
     site = killed_launch
     launcher = site.launcher()
     takeover = launcher.take_over_orphans(str(site.root), SITE)
+    # The killed launch may have died before it deleted the job's credential Secret (deleted once the job
+    # container runs); the take-over's handle then deletes it. That write is the take-over's, not the
+    # relaunch's (on the real control plane it landed inside the window counted below).
+    wait_until(lambda: site.cluster.get("secrets", credential_secret_name(site.pod)) is None, timeout=30)
     before = identities(site.cluster)
     count = len(site.cluster.requests)
     handle = site.launch(launcher)
