@@ -77,6 +77,18 @@ def test_merge_patch_deletes_with_null_and_json_patch_applies() -> None:
     assert err.value.code == 422
 
 
+def test_an_apply_body_is_read_as_yaml_whether_or_not_it_is_json() -> None:
+    assert patch.parse_body(patch.APPLY, b'{"metadata": {"name": "p", "labels": {"a": "1"}}}') == {
+        "metadata": {"name": "p", "labels": {"a": "1"}}
+    }
+    # YAML flow style that json refuses, and block style: both as PyYAML reads them
+    assert patch.parse_body(patch.APPLY, b"{metadata: {name: p}}") == {"metadata": {"name": "p"}}
+    assert patch.parse_body(patch.APPLY, b"metadata:\n  name: p\n") == {"metadata": {"name": "p"}}
+    with pytest.raises(ApiError) as err:
+        patch.parse_body(patch.APPLY, b"{metadata: [")
+    assert err.value.code == 400
+
+
 def test_scheduler_lists_each_insufficient_resource_sorted() -> None:
     capacity = {
         k: parse_quantity(v) for k, v in {"cpu": "2", "memory": "1Gi", "nvidia.com/gpu": "0", "pods": "110"}.items()

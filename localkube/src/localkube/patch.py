@@ -124,10 +124,22 @@ def _strip(value: Any) -> Any:
     return value
 
 
+def load_yaml(text: str) -> Any:
+    """A YAML body as the API server reads it. kubectl sends its apply patches as JSON under a YAML content
+    type, and JSON is YAML: json reads a 10 kB pod manifest in 0.1 ms where PyYAML's pure-Python scanner
+    took 24 ms (27-77 ms of the event loop under the demo's load, while the launch's apply waited)."""
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style that is not JSON: PyYAML reads it
+    return yaml.safe_load(text)
+
+
 def parse_body(content_type: str, body: bytes) -> Any:
     try:
         if content_type == APPLY:
-            return yaml.safe_load(body.decode())
+            return load_yaml(body.decode())
         return json.loads(body.decode() or "null")
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"error decoding patch: {e}") from e

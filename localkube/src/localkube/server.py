@@ -247,7 +247,7 @@ async def _body(request: web.Request) -> Obj:
     if ctype == protobuf.PROTOBUF:
         return protobuf.decode(raw)
     try:
-        obj = yaml.safe_load(raw.decode()) if "yaml" in ctype else json.loads(raw.decode())
+        obj = patch.load_yaml(raw.decode()) if "yaml" in ctype else json.loads(raw.decode())
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"the body of the request was in an unknown format: {e}") from e
     if not isinstance(obj, dict):
