@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -116,10 +115,7 @@ def test_a_new_launcher_takes_over_the_running_job_a_killed_one_left(killed_laun
     assert takeover.join(120)
 
     assert site.ran()["token_ok"] is True  # the job's results, in the job's workspace
-    deadline = time.monotonic() + 30
-    while any(site.objects()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert site.objects() == (None, None)
+    wait_until(lambda: site.objects() == (None, None), timeout=30)
     assert site.cluster.get("secrets", credential_secret_name(site.pod)) is None
     outcome = takeover.outcomes[site.pod]
     assert "ended SUCCEEDED" in outcome and "results collected" in outcome
@@ -139,10 +135,7 @@ def test_the_site_may_ask_for_running_orphans_to_be_terminated(killed_launch: Si
     takeover = site.launcher(running_orphans="terminate").take_over_orphans(str(site.root), SITE)
     assert takeover.join(60)
     assert "terminated" in takeover.outcomes[site.pod]
-    deadline = time.monotonic() + 30
-    while any(site.objects()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert site.objects() == (None, None)
+    wait_until(lambda: site.objects() == (None, None), timeout=30)
     notes = (site.root / "kubectl-launcher" / "journal.sh").read_text()
     assert f"terminating pod {site.pod}" in notes
 
