@@ -20,6 +20,7 @@ from kubectl_launcher.domain.job_tracker import (
     QUICK_POLL_WINDOW,
     JobTracker,
     TrackerSettings,
+    positive_seconds,
 )
 from kubectl_launcher.domain.manifest import build_pod_manifest
 from kubectl_launcher.domain.plan import normalize_pending_timeout
@@ -83,7 +84,7 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         pod_name: str | None = None,
         *,
         credential_secret_name: str | None = None,
-        retire_credentials: bool = False,
+        retire_credentials: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = POLL_INTERVAL,
@@ -102,9 +103,11 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
         self.workspace_transfer = workspace_transfer
         self.pod_name = pod_name if pod_name is not None else job_id
         self.credential_secret_name = credential_secret_name
-        # Delete the credential Secret as soon as the job container has started (the launcher's choice;
-        # a handle built as upstream's keeps it until the job ends).
-        self._retire_credentials = retire_credentials
+        # Seconds after the job container started to delete the credential Secret (the launcher's choice,
+        # job_pod.CREDENTIAL_RETIRE_DELAY); None, as upstream's handle: kept until the job ends.
+        self._retire_credentials: float | None = None
+        if retire_credentials is not None:
+            self._retire_credentials = positive_seconds(retire_credentials, "retire_credentials", zero=True)
         self.logger = logging.getLogger(self.__class__.__name__)
         self._clock, self._sleep = clock, sleep
         self._namespace = namespace  # for messages only when there is no JobPod
@@ -234,8 +237,10 @@ class K8sJobHandle(JobHandleSpec):  # type: ignore[misc]  # NVFlare ships no typ
                     self.end(verdict.state, verdict.return_code)
             if verdict.ended:
                 self._clean_up(delete_pod=verdict.delete_pod)
-            elif self._retire_credentials:
-                pod.retire_credentials(read, self.container_name, self.credential_secret_name)
+            elif self._retire_credentials is not None:
+                pod.retire_credentials(
+                    read, self.container_name, self.credential_secret_name, delay=self._retire_credentials
+                )
             return _Seen(verdict.state, verdict.ended, now)
 
     def _pause(self, now: float) -> None:

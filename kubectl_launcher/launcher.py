@@ -27,6 +27,7 @@ from kubectl_launcher.handle import DEFAULT_NAMESPACE, DEFAULT_PENDING_TIMEOUT, 
 from kubectl_launcher.kubectl import Kubectl
 from kubectl_launcher.kubectl.journal import Journal
 from kubectl_launcher.launch import Launch
+from kubectl_launcher.objects.job_pod import CREDENTIAL_RETIRE_DELAY
 from kubectl_launcher.site_sources import SiteSources
 from kubectl_launcher.takeover import TakeOver
 from kubectl_launcher.transfer.pod_side import TransferSettings
@@ -74,6 +75,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
         container_security_context: dict[str, Any] | None = None,
         workspace_transfer: bool | Mapping[str, Any] | None = True,
         poll_interval: float = POLL_INTERVAL,
+        credential_retire_delay: float = CREDENTIAL_RETIRE_DELAY,
         running_orphans: str = FOLLOW,
         runner: Callable[..., Any] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -127,6 +129,8 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             raise ConfigError("workspace_transfer must be true, false or a mapping of transfer settings")
         # Seconds between two looks at a job pod (Airflow's startup_check_interval_seconds).
         self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        # Seconds from the job container's start to the deletion of its credential Secret (job_pod.py).
+        self.credential_retire_delay = positive_seconds(credential_retire_delay, "credential_retire_delay", zero=True)
         # What the take-over does with a pod of this site still running without its launcher (takeover.py).
         if running_orphans not in RUNNING_ORPHAN_CHOICES:
             raise ConfigError(f"running_orphans must be one of {list(RUNNING_ORPHAN_CHOICES)}, got {running_orphans!r}")
@@ -211,7 +215,7 @@ class K8sJobLauncher(JobLauncherSpec):  # type: ignore[misc]
             workspace_transfer=workspace_transfer,
             pod_name=pod_name,
             credential_secret_name=credential_secret_name,
-            retire_credentials=True,
+            retire_credentials=self.credential_retire_delay,
             poll_interval=self.poll_interval,
         )
         if kubectl is not None:

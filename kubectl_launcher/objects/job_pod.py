@@ -34,6 +34,7 @@ from kubectl_launcher.objects.launch_secrets import raise_if_validation
 from kubectl_launcher.objects.pod_watch import PodWatch
 
 __all__ = [
+    "CREDENTIAL_RETIRE_DELAY",
     "JobPod",
     "PodFollower",
     "PodRead",
@@ -50,6 +51,11 @@ _log = logging.getLogger("JobPod")
 #: How long the first look at a followed pod waits for the site's watch to answer for it (its first
 #: list), so that a launch does not begin with "cannot read the pod" (client-go's WaitForCacheSync).
 FIRST_READ_WAIT = 5.0
+#: How long after the job container started its credential Secret is deleted. Not at once: the look that
+#: sees it start comes while the job process and the other sites' launches start on the same cores, and a
+#: kubectl process there (~0.06 CPU-s) delayed every job process of the demo (~1 s of its submit->done).
+#: The pod owns the Secret meanwhile (garbage collection's backstop); clean_up() does not wait for it.
+CREDENTIAL_RETIRE_DELAY = 5.0
 
 
 def in_namespace(kubectl: Kubectl, namespace: str) -> Kubectl:
@@ -120,6 +126,7 @@ class JobPod:
         self._deleted = False
         self._secrets_tried: set[str] = set()
         self._retire_tried: set[str] = set()  # retire_credentials() started its one delete of these
+        self._cleaning = threading.Event()  # clean_up() began: a retire that waits its delay goes now
 
     @property
     def namespace(self) -> str:
@@ -262,15 +269,19 @@ class JobPod:
             return False
         return True
 
-    def retire_credentials(self, read: PodRead, container: str, secret: str | None) -> None:
-        """Delete the job's credential Secret once `container` (the job's) has started: the kubelet put
-        the token into the process's environment when it created the container, and nothing reads the
-        Secret again (restartPolicy Never). Tried once here; a failure is logged and never fails the job —
-        the Secret's ownerReference to the pod, and clean_up() (which tries again), remain the backstop.
+    def retire_credentials(
+        self, read: PodRead, container: str, secret: str | None, *, delay: float = CREDENTIAL_RETIRE_DELAY
+    ) -> None:
+        """Delete the job's credential Secret `delay` seconds after `container` (the job's) has started:
+        the kubelet put the token into the process's environment when it created the container, and
+        nothing reads the Secret again (restartPolicy Never). Tried once here; a failure is logged and never
+        fails the job — the Secret's ownerReference to the pod, and clean_up() (which tries again), remain
+        the backstop.
 
         The delete runs on a thread of its own: the look that sees the job container start is the one a
         launch waits for (launch_job returns on it), and a kubectl process there cost every launch ~0.2 s.
-        clean_up() waits for a delete in flight (one lock), so nothing outlives the handle's clean-up."""
+        A clean_up() ends the thread's wait and deletes the Secret itself; one in flight finishes first
+        (one lock), so nothing outlives the handle's clean-up."""
         if not secret or secret in self._secrets_tried or read.status is not PodReadStatus.FOUND:
             return
         state = main_container_state(read.pod, container) or {}
@@ -281,10 +292,12 @@ class JobPod:
                 return
             self._retire_tried.add(secret)
         threading.Thread(
-            target=self._retire, args=(secret,), name="kubectl-launcher-retire-credentials", daemon=True
+            target=self._retire, args=(secret, delay), name="kubectl-launcher-retire-credentials", daemon=True
         ).start()
 
-    def _retire(self, secret: str) -> None:
+    def _retire(self, secret: str, delay: float) -> None:
+        if delay > 0:
+            self._cleaning.wait(delay)
         with self._cleanup_lock:
             if secret in self._secrets_tried:
                 return  # clean_up() came first and deleted it
@@ -299,6 +312,7 @@ class JobPod:
         """What a job leaves, removed once (safe from any thread): the pod when asked (a failed delete is
         retried by a later call) and the job's credential Secret (tried once; its ownerReference on
         the pod remains the backstop). The pod is no longer followed."""
+        self._cleaning.set()
         self.stop_following()
         with self._cleanup_lock:
             if delete_pod and not self._deleted:

@@ -66,7 +66,8 @@ def test_a_credential_secret_that_cannot_be_deleted_is_logged_and_the_job_goes_o
     site = Site(tmp_path / SITE, cluster, module_source(0, sleep=3), kubectl_path)
     secret_path = f"/api/v1/namespaces/default/secrets/{credential_secret_name(site.pod)}"
     cluster.faults.api_errors(403, times=1, paths=(secret_path,), verbs=("delete",))
-    handle = site.launch()
+    # At once: the 3 s job would otherwise end before the retire's delay, and its clean-up would meet the 403.
+    handle = site.launch(site.launcher(credential_retire_delay=0))
     handle.wait()
     assert handle.poll() == JobReturnCode.SUCCESS
     assert "failed to delete credential Secret" in caplog.text

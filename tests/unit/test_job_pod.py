@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from kubectl_launcher.errors import ConfigError, KubectlRejected, ProtocolError
 from kubectl_launcher.kubectl import CommandResult, Kubectl, commands, purpose
-from kubectl_launcher.objects.job_pod import JobPod, PodReadStatus
+from kubectl_launcher.objects.job_pod import JobPod, PodRead, PodReadStatus
 from tests.support import fake_runner
 from tests.support.fake_runner import RunnerCall
 
@@ -114,6 +115,48 @@ def test_delete_says_whether_it_worked_and_logs_why_not(caplog: pytest.LogCaptur
     assert "--request-timeout 30s delete pod " in caplog.text
     assert f"failed to delete pod {POD}" in caplog.text
     assert "failed to delete Secret cred (namespace nvflare)" in caplog.text
+
+
+def retire_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "kubectl-launcher-retire-credentials"]
+
+
+def started_job_container() -> PodRead:
+    return PodRead(PodReadStatus.FOUND, json.loads(running()))
+
+
+CONTAINER = "container-j550e8400-e29b-41d4-a716-446655440000"
+
+
+def test_the_credential_secret_is_retired_once_the_job_container_has_started_and_only_once() -> None:
+    runner, pod = rig()
+    runner.expect(commands.delete_secret("cred"), 'secret "cred" deleted\n')
+    pending = PodRead(PodReadStatus.FOUND, {**json.loads(running()), "status": {"phase": "Pending"}})
+    pod.retire_credentials(pending, CONTAINER, "cred", delay=0)
+    assert retire_threads() == []  # the job container has not started: nothing to retire yet
+    for _ in range(3):  # every look sees it running; one delete
+        pod.retire_credentials(started_job_container(), CONTAINER, "cred", delay=0.2)
+    for thread in retire_threads():
+        thread.join(timeout=10)
+    assert retire_threads() == []
+    assert [call.argv[-len(commands.delete_secret("cred")) :] for call in runner.received] == [
+        commands.delete_secret("cred")
+    ]
+    pod.clean_up(delete_pod=False, secret="cred")  # deleted already: not again
+    assert runner.unexpected == [] and not runner.script and len(runner.received) == 1
+
+
+def test_a_clean_up_during_the_retire_delay_deletes_the_secret_at_once_and_ends_the_wait() -> None:
+    runner, pod = rig()
+    runner.expect(commands.delete_secret("cred"), 'secret "cred" deleted\n')
+    pod.retire_credentials(started_job_container(), CONTAINER, "cred", delay=3600)
+    (waiting,) = retire_threads()
+    assert runner.received == []  # it waits its delay: nothing deleted yet
+    pod.clean_up(delete_pod=False, secret="cred")
+    assert len(runner.received) == 1  # clean_up() deleted it itself, without waiting for the thread
+    waiting.join(timeout=10)
+    assert not waiting.is_alive()
+    assert runner.unexpected == [] and not runner.script and len(runner.received) == 1
 
 
 def test_apply_returns_the_pod_and_points_a_validation_failure_at_the_setting(tmp_path: Path) -> None:

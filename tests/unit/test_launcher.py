@@ -637,6 +637,13 @@ def test_a_bad_poll_interval_is_a_config_error_naming_it(bad: object) -> None:
         ClientK8sJobLauncher(None, poll_interval=bad)
 
 
+@pytest.mark.parametrize("bad", [-1.0, "5", True, None])
+def test_a_bad_credential_retire_delay_is_a_config_error_naming_it(bad: object) -> None:
+    with pytest.raises(ConfigError, match="credential_retire_delay must be a non-negative number of seconds"):
+        ClientK8sJobLauncher(None, credential_retire_delay=bad)
+    assert ClientK8sJobLauncher(None, credential_retire_delay=0).credential_retire_delay == 0.0  # at once
+
+
 def test_constructor_defaults_are_upstreams() -> None:
     launcher = ClientK8sJobLauncher(None)
     assert (launcher.namespace, launcher.pending_timeout, launcher.timeout) == ("default", 120, None)
