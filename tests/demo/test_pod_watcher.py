@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubectl_launcher_demo.watch import PodSighting, PodWatcher
+from kubectl_launcher_demo.watch import PodSighting, PodWatcher, ServerLogGate
 
 import kubectl_launcher.kubectl.stream as seam_stream
 from kubectl_launcher.kubectl import Kubectl
@@ -66,3 +66,19 @@ def test_each_pod_event_is_decoded_once_by_the_seam_however_long_it_is(
     assert seen == ["Pending", "Running"]
     assert watcher.history.phases["a"] == ["Pending", "Running"]
     assert CountingDecoder.calls == 2
+
+
+def test_the_server_log_is_followed_once_every_sites_job_container_has_started() -> None:
+    gate = ServerLogGate("server", ["server", "site-1", "site-2"])
+    server = PodSighting("p-server", "server", "Running", main_container="c", main_state="running")
+    assert gate.see(PodSighting("p-site-1", "site-1", "Pending", main_state="waiting")) is None
+    assert gate.see(server) is None  # the clients still launch
+    assert gate.see(PodSighting("p-site-1", "site-1", "Running", main_state="running")) is None
+    assert gate.see(PodSighting("p-site-2", "site-2", "Running", main_state="running")) == server
+
+
+def test_the_server_log_is_followed_when_the_server_job_ends_first() -> None:
+    gate = ServerLogGate("server", ["server", "site-1", "site-2"])
+    assert gate.see(PodSighting("p-server", "server", "Running", main_state="running")) is None
+    ended = PodSighting("p-server", "server", "Failed", main_container="c", main_state="terminated")
+    assert gate.see(ended) == ended

@@ -265,7 +265,7 @@ class Demo:
 
     def _start_watch(self) -> None:
         from kubectl_launcher.domain.names import site_name_to_rfc1123
-        from kubectl_launcher_demo.watch import PodSighting, PodWatcher
+        from kubectl_launcher_demo.watch import PodSighting, PodWatcher, ServerLogGate
 
         # A watch and a log follow stay open as long as the job runs.
         self.stream_kubectl = self.target.client(streams=True)
@@ -276,10 +276,13 @@ class Demo:
             site = site_of_label.get(pod.site, pod.site)
             self.say(f"{site:7} pod {pod.name}: {pod.phase}" + (f" ({pod.detail})" if pod.detail else ""))
 
+        gate = ServerLogGate(server_label, list(site_of_label))
+
         def on_pod(_pod: dict[str, Any], seen: PodSighting) -> None:
             # The server job writes its log inside the pod; follow it to show the rounds as they start.
-            if seen.site == server_label and seen.main_state in ("running", "terminated"):
-                self._follow_server_log(seen.name, seen.main_container)
+            server = gate.see(seen)
+            if server is not None:
+                self._follow_server_log(server.name, server.main_container)
 
         self.watcher = PodWatcher(self.stream_kubectl, on_change, on_pod=on_pod)
         self.watcher.start()

@@ -326,6 +326,30 @@ class PodWatcher:
             self._on_change(sighting, kind)
 
 
+class ServerLogGate:
+    """When to start following the server job's log: once every site's job container has started (or the
+    server's has ended). `kubectl logs -f` prints the log from its start, so nothing is missed; a kubectl
+    process sooner would compete with the clients' launches for the machine's cores, an observer that the
+    process launcher's runs do not have beside them."""
+
+    def __init__(self, server: str, sites: Sequence[str]) -> None:
+        self.server, self.sites = server, frozenset(sites)
+        self._started: set[str] = set()
+        self._server: PodSighting | None = None
+
+    def see(self, seen: PodSighting) -> PodSighting | None:
+        """The server pod's sighting to follow, once it is time; None until then."""
+        if seen.main_state not in ("running", "terminated"):
+            return None
+        self._started.add(seen.site)
+        if seen.site == self.server:
+            self._server = seen
+        server = self._server
+        if server is not None and (self._started >= self.sites or server.main_state == "terminated"):
+            return server
+        return None
+
+
 class RoundTracker:
     """Reads FedAvg's "Round N started" lines from a growing log (a file, a pod's log stream, results)."""
 
