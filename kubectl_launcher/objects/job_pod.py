@@ -269,9 +269,7 @@ class JobPod:
             return False
         return True
 
-    def retire_credentials(
-        self, read: PodRead, container: str, secret: str | None, *, delay: float = CREDENTIAL_RETIRE_DELAY
-    ) -> None:
+    def retire_credentials(self, read: PodRead, container: str, secret: str | None, *, delay: float) -> None:
         """Delete the job's credential Secret `delay` seconds after `container` (the job's) has started:
         the kubelet put the token into the process's environment when it created the container, and
         nothing reads the Secret again (restartPolicy Never). Tried once here; a failure is logged and never
