@@ -92,7 +92,7 @@ class TransferView:
 
     finished: bool = False
     delivered: bool = False  # the workspace is in the pod: the job container starts within moments
-    collected: bool = False  # results back, keeper released: the job container's exit code decides
+    collected: bool = False  # results back in place (the keeper released after): the job container's exit code decides
     error: str | None = None  # the transfer failed during this look
 
 

@@ -9,8 +9,9 @@ then the listing (entries, and checksums or a byte total). This is the ``tar | k
 boundary from a complete one. archive.check_results is the one gate the stream passes (tarfile's data
 filter and our rules: nothing leaves its folder, nothing cut short; the tree is what the pod listed,
 from the same stream); only then is it moved into ``<ws>/<job_id>/`` (never touching
-``<ws>/<job_id>/kubectl-launcher/``), and the keeper is released, with a command of its own: a release
-must follow a verified merge.
+``<ws>/<job_id>/kubectl-launcher/``). The keeper is then released with a command of its own
+(`Collector.release`): a release must follow a verified merge, and nothing waits for it (workspace.py
+starts it once the results are in; the job's outcome is known by then).
 
 An attempt that failed is done again whole, into a fresh temp folder (step.py bounds how often and how
 long); a refused folder or archive is not. When collection still fails, the keeper is not released
@@ -57,7 +58,7 @@ class Collector:
         self.recovery_command: str | None = None
 
     def collect(self, pod: JobPod, image: str) -> None:
-        """Fetch, check and merge the results, then release the keeper; TransferError when they stay in the pod."""
+        """Fetch, check and merge the results; TransferError when they stay in the pod (its keeper kept)."""
         try:
             with self.lease.kept(pod, KEEPER_CONTAINER, self.job.settings.keep_timeout):
                 self.job.redo(
@@ -67,6 +68,9 @@ class Collector:
             raise self.keep_and_fail(pod, f"refused the results: {e}") from e
         except TransferError as e:
             raise self.keep_and_fail(pod, str(e)) from e
+
+    def release(self, pod: JobPod) -> None:
+        """Let the keeper end, once the results are in place; a failure is only logged (it ends by itself)."""
         try:
             pod.exec(
                 KEEPER_CONTAINER,
@@ -83,6 +87,8 @@ class Collector:
                 self.job.settings.keep_timeout,
                 e,
             )
+        except Exception:  # on a thread nobody asks for its outcome: a bug must still be seen
+            self.job.log.exception("unexpected error releasing the keeper of pod %s", pod.name)
 
     def _collect_once(self, pod: JobPod, deadline: Deadline) -> None:
         job, s = self.job, self.job.settings

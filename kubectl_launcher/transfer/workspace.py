@@ -11,8 +11,9 @@ that holds it after the job process exits (pod_side.py: both, their lease and th
 ``advance(kubectl, pod)`` is called by the handle with every pod it reads, and decides the next step:
 
 * init container running → deliver the workspace (delivery.py);
-* main container terminated, keeper running → collect the results, then release the keeper
-  (collection.py);
+* main container terminated, keeper running → collect the results (collection.py); once they are in
+  place, ``collected`` is true and the keeper's release starts on a thread of its own: the job's outcome
+  does not wait for that exec (``settle`` does);
 * otherwise, while the keeper runs → renew its lease when due (lease.py), unless the pod carries our labels:
   then the site's one lease renews it (site_lease.py), joined on the first look, left once finished or closed.
 
@@ -97,6 +98,8 @@ class WorkspaceTransfer:
         self._lock = threading.Lock()  # advance() from the handle's poll and wait threads
         self._task: Task[None] | None = None
         self._task_kind = ""
+        self._collecting: JobPod | None = None  # the pod whose keeper the collection's success releases
+        self._release: Task[None] | None = None
         self._main: str | None = None
         self._image = ""
         self.delivered = False
@@ -132,6 +135,12 @@ class WorkspaceTransfer:
             with self._lock:
                 self._pick_up()
 
+    def settle(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the keeper's release, which runs after the outcome is known;
+        whether nothing is left running."""
+        release = self._release
+        return release is None or release.wait(timeout)
+
     def close(self) -> None:
         """Stop: no new step, no more lease renewals (from any thread). A command in flight ends by itself."""
         self._closed.set()
@@ -166,6 +175,7 @@ class WorkspaceTransfer:
             return None
         if "terminated" in main:
             if "running" in keeper:
+                self._collecting = job_pod
                 return self._start(_COLLECT, lambda: self._collector.collect(job_pod, self._image))
             if "terminated" in keeper:
                 code = keeper["terminated"].get("exitCode")
@@ -202,6 +212,10 @@ class WorkspaceTransfer:
         elif kind == _COLLECT:
             self.collected = True
             self._finish()
+            pod, self._collecting = self._collecting, None
+            if pod is not None:
+                # Off the outcome's path: the exit code decides the job, and a keeper not released ends by itself.
+                self._release = Task(lambda: self._collector.release(pod), "transfer-release").start()
 
     def _finish(self) -> None:
         """Nothing more to do for this pod: no more word to it either."""

@@ -38,6 +38,7 @@ def test_a_transfer_delivers_in_one_kubectl_process_and_collects_in_one(
     run = Run(local_cluster, kubectl_path, tmp_path, ws, RESULTS_SCRIPT, journal=journal, lease_interval=3)
     run.until(_ended)
     assert run.transfer.delivered and run.transfer.collected
+    assert run.transfer.settle(60)  # the release's kubectl has ended (and is journaled), not only its marker
     assert (ws / JOB / "results/model.txt").read_text(encoding="utf-8") == "model ✓\n"
     purposes = _purposes(journal)
     # apply (the test's own), then exactly one process each to deliver and to collect, and the release

@@ -364,8 +364,9 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     (pod.ws / JOB / "kubectl-launcher/manifest.json").write_text("the job's")
     pod.calls.clear()
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
-    assert pod.kinds() == ["collect", "release"]
     assert t.finished and t.collected and t.error is None
+    assert t.settle(STEP_DONE_WITHIN)  # the keeper's release runs after the outcome, on its own thread
+    assert pod.kinds() == ["collect", "release"]
     assert (site / JOB / "results/model ü.bin").read_bytes() == b"\x00weights" * 1000
     assert (site / JOB / "results/empty").is_dir()
     assert (site / JOB / "meta.json").read_text() == "changed by the job"
@@ -375,6 +376,37 @@ def test_whole_life_delivers_renews_the_lease_collects_then_releases(site: Path,
     pod.calls.clear()
     t.advance(kubectl, _pod("terminated", "terminated", "terminated", "Succeeded"))
     assert pod.calls == []
+
+
+def test_the_outcome_does_not_wait_for_the_keepers_release(site: Path, pod: FakePod) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    (pod.ws / JOB / "result.bin").write_bytes(b"r" * 10)
+    gate = Gate()
+    pod.slow["release"] = gate
+    ended = _pod("terminated", "terminated", "running", "Running")
+    t.advance(kubectl, ended)
+    # The results are in place and the look reports it while the release is still held in the pod.
+    assert t.collected and t.finished and t.error is None
+    assert (site / JOB / "result.bin").read_bytes() == b"r" * 10
+    assert gate.entered.wait(10) and not t.settle(0)
+    assert not (pod.ctl / "released").exists()
+    t.advance(kubectl, ended)  # a later look starts nothing more
+    assert pod.kinds() == ["collect", "release"]
+    gate.open()
+    assert t.settle(STEP_DONE_WITHIN) and (pod.ctl / "released").exists()
+
+
+def test_a_failed_release_is_a_warning_not_a_failure(
+    site: Path, pod: FakePod, caplog: pytest.LogCaptureFixture
+) -> None:
+    t = _transfer(site, Clock())
+    kubectl = _deliver(t, pod)
+    pod.faults["release"] = [CommandResult(("kubectl",), 1, "", "error: unable to upgrade connection: pod gone")]
+    t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert t.settle(STEP_DONE_WITHIN)
+    assert t.collected and t.error is None and not (pod.ctl / "released").exists()
+    assert "results are in place, but the keeper of pod" in caplog.text and "was not released" in caplog.text
 
 
 def test_a_failed_copy_is_retried_into_a_fresh_staging_folder(site: Path, pod: FakePod) -> None:
@@ -455,6 +487,7 @@ def test_a_truncated_stream_is_retried_and_never_presented_as_complete(site: Pat
 
     pod.tar_override = cut_short
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
+    assert t.settle(STEP_DONE_WITHIN)
     assert pod.kinds() == ["collect", "collect", "release"]
     assert (site / JOB / "big.bin").read_bytes() == (pod.ws / JOB / "big.bin").read_bytes()
 
@@ -596,6 +629,7 @@ def test_a_collection_longer_than_the_keep_bound_keeps_the_keeper_until_release(
     pod.slow["collect"] = pod.lasting(bound=20)
     t.advance(kubectl, _pod("terminated", "terminated", "running", "Running"))
     assert t.collected and (site / JOB / "result.bin").read_bytes() == b"r" * 1000
+    assert t.settle(STEP_DONE_WITHIN)
     kinds = pod.kinds()
     assert [k for k in kinds if k != "lease"] == ["collect", "release"] and kinds[-1] == "release"
     assert "lease" in kinds
@@ -769,6 +803,7 @@ def test_advance_returns_while_a_long_collection_runs_and_a_later_look_picks_up_
     gate.open()
     _advance_until(t, kubectl, ended, lambda: t.collected)
     assert t.finished and t.error is None
+    assert t.settle(STEP_DONE_WITHIN)
     assert pod.kinds() == ["collect", "release"] and (pod.ctl / "released").exists()
 
 

@@ -342,10 +342,9 @@ def _tail_note(tl: SiteTimeline) -> str:
     if exit_at is not None and span:
         parts.append(f"until collection starts {span[0] - exit_at:.1f}")
         parts.append(f"collection {span[1] - span[0]:.1f} ({len(tl.of('collect'))} kubectl)")
-        released = tl.marks.get("keeper released")
         seen = tl.marks.get("handle saw the end")
-        if released is not None and seen is not None:
-            parts.append(f"released->end seen {seen - released:.1f}")
+        if seen is not None:  # the keeper's release follows, off this path
+            parts.append(f"collected->end seen {seen - span[1]:.1f}")
     return ", ".join(parts)
 
 
